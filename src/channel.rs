@@ -1,0 +1,155 @@
+//! Channel names and the templates that build them from a row.
+//!
+//! A template such as `chat:{room_id}` is literal text with `{column}`
+//! placeholders; `{{` and `}}` stand for literal braces. Column names are only
+//! ever looked up, never spliced into SQL, so any name works.
+
+/// Why a channel name is not one Ably accepts (Ably error 40010).
+pub fn channel_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.starts_with('[') {
+        Some("it starts with '[' (reserved for channel qualifiers)")
+    } else if name.starts_with(':') {
+        Some("it starts with ':'")
+    } else if name.contains(['\n', '\r']) {
+        Some("it contains a line break")
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    Column(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub segments: Vec<Segment>,
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut segments = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let mut column = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => column.push(c),
+                            None => return Err(format!("placeholder \"{{{column}\" is not closed")),
+                        }
+                    }
+                    if column.is_empty() {
+                        return Err("empty placeholder \"{}\"".into());
+                    }
+                    if !literal.is_empty() {
+                        segments.push(Segment::Literal(std::mem::take(&mut literal)));
+                    }
+                    segments.push(Segment::Column(column));
+                }
+                '}' => return Err("unmatched \"}\" (write \"}}\" for a literal brace)".into()),
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            segments.push(Segment::Literal(literal));
+        }
+        Ok(Template { segments })
+    }
+
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Column(c) => Some(c.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    pub fn is_static(&self) -> bool {
+        self.columns().next().is_none()
+    }
+
+    /// The text of a template without placeholders.
+    pub fn static_text(&self) -> Option<String> {
+        self.is_static().then(|| {
+            self.segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Literal(l) => l.as_str(),
+                    Segment::Column(_) => "",
+                })
+                .collect()
+        })
+    }
+
+    /// Checks what can be checked before any row exists: a static name must
+    /// be valid, and the literal parts of a templated one must not make every
+    /// rendering invalid.
+    pub fn channel_problem(&self) -> Option<&'static str> {
+        if let Some(text) = self.static_text() {
+            return channel_name_problem(&text);
+        }
+        if let Some(Segment::Literal(first)) = self.segments.first() {
+            if first.starts_with('[') || first.starts_with(':') {
+                return channel_name_problem(first);
+            }
+        }
+        self.segments.iter().find_map(|s| match s {
+            Segment::Literal(l) if l.contains(['\n', '\r']) => Some("it contains a line break"),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn parses_placeholders_and_escapes() {
+        let t = Template::parse("chat:{room_id}:{{x}}").unwrap();
+        assert_eq!(
+            t.segments,
+            vec![
+                Segment::Literal("chat:".into()),
+                Segment::Column("room_id".into()),
+                Segment::Literal(":{x}".into()),
+            ]
+        );
+        assert!(!t.is_static());
+        let t = Template::parse("{x\"; DROP TABLE t; --}").unwrap();
+        assert_eq!(t.columns().collect::<Vec<_>>(), vec!["x\"; DROP TABLE t; --"]);
+    }
+
+    #[test]
+    fn rejects_malformed_templates() {
+        assert!(Template::parse("chat:{room").is_err());
+        assert!(Template::parse("chat:{}").is_err());
+        assert!(Template::parse("chat:}").is_err());
+    }
+
+    #[test]
+    fn channel_rules() {
+        assert!(channel_name_problem("chat:1").is_none());
+        assert!(channel_name_problem("").is_some());
+        assert!(channel_name_problem("[meta]x").is_some());
+        assert!(channel_name_problem(":x").is_some());
+        assert!(channel_name_problem("a\nb").is_some());
+        assert_eq!(Template::parse(":{id}").unwrap().channel_problem(), Some("it starts with ':'"));
+        assert!(Template::parse("{id}").unwrap().channel_problem().is_none());
+    }
+}
