@@ -16,12 +16,13 @@ mod guc;
 mod owner;
 mod publisher;
 mod queue;
+mod redact;
 mod rules;
 mod shared;
 mod status;
 mod token;
 mod trigger;
-//mod worker;
+mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -34,12 +35,13 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::define();
+    redact::install();
     // Shared memory and the background worker only exist when loaded from
     // shared_preload_libraries; without it the extension still queues
     // changes, and ably.status() says that nothing delivers them.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         shared::init();
-        //worker::register();
+        worker::register();
     }
 }
 

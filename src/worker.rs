@@ -1,0 +1,562 @@
+//! The background worker: one per database named in `ably.database`. It
+//! moves the queue to Ably and is the only code that deletes from it.
+//!
+//! A delivery round, all in one process:
+//! 1. In one transaction: delete what Ably acknowledged in the last round,
+//!    move refused messages to `ably.dead_letters`, read the oldest queued
+//!    rows of channels that are not busy or backing off, cut them into
+//!    batches and record each batch in `ably.batches`; COMMIT.
+//! 2. Hand the batches to the publisher threads (at most one batch per
+//!    channel per round, so a channel's messages are sent in queue order) and
+//!    wait for every outcome.
+//!
+//! Because a batch is committed before it is sent and deleted only after it
+//! is acknowledged, a crash at any point re-sends exactly the same batch
+//! with the same message ids, which Ably de-duplicates: nothing is lost and
+//! nothing is delivered twice. A retried batch keeps its place at the head
+//! of its channel, so a later change of a row is never published first.
+//!
+//! The worker sleeps on its latch: writers set it at COMMIT, so delivery
+//! starts at once, and an idle database costs no CPU. On a standby it waits
+//! for promotion; on SIGHUP it reloads `ably.*` and resumes after an auth
+//! failure.
+
+use crate::guc;
+use crate::publisher::{self, Batch, Job, OutMessage, Outcome, PublishError, Publisher, PublisherConfig};
+use crate::queue::PARTS;
+use crate::shared::{self, WorkerSlot, WorkerState};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// While delivery is paused by an auth failure, how often to try again even
+/// without a configuration reload (a revoked key may be re-enabled).
+const AUTH_RETRY: Duration = Duration::from_secs(60);
+
+pub fn register() {
+    for (index, database) in guc::databases().iter().enumerate().take(shared::MAX_DATABASES) {
+        BackgroundWorkerBuilder::new(&format!("ably_pg worker for {database}"))
+            .set_type("ably_pg worker")
+            .set_function("ably_pg_worker_main")
+            .set_library("ably_pg")
+            .set_argument(Some(pg_sys::Datum::from(index as i64)))
+            .set_extra(database)
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::ConsistentState)
+            .set_restart_time(Some(Duration::from_secs(5)))
+            .load();
+    }
+}
+
+/// A batch recorded in `ably.batches` and not yet acknowledged.
+struct Pending {
+    channel: String,
+    queue_ids: Vec<i64>,
+    messages: Vec<OutMessage>,
+    attempts: u32,
+    not_before: Instant,
+}
+
+/// What happened to last round's batches, applied in the next transaction.
+#[derive(Default)]
+struct Settled {
+    delivered: Vec<i64>,
+    dead: Vec<(i64, PublishError)>,
+    /// Multi-message batches Ably refused as a whole: forgotten, so that
+    /// their rows are sent again one per request to find the bad one.
+    split: Vec<i64>,
+}
+
+struct Worker {
+    slot: WorkerSlot,
+    id_prefix: String,
+    pending: BTreeMap<i64, Pending>,
+    settled: Settled,
+    /// Channels whose rows go one per request (after a refused batch).
+    single: HashSet<String>,
+    /// Channels backing off after 429, until the given instant.
+    channel_backoff: HashMap<String, Instant>,
+    paused_since: Option<Instant>,
+    publisher: Option<(String, Publisher)>,
+    part: i16,
+    rotated_id: i64,
+    loaded: bool,
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn ably_pg_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    let Some(slot) = WorkerSlot::claim(unsafe { pg_sys::MyDatabaseId }) else {
+        log!("ably_pg: no free worker slot for database {database}");
+        return;
+    };
+    log!("ably_pg worker started for database {database}");
+    let system_id = unsafe { pg_sys::GetSystemIdentifier() };
+    let mut worker = Worker {
+        slot,
+        id_prefix: format!("{system_id:x}-{}", unsafe { pg_sys::MyDatabaseId }.to_u32()),
+        pending: BTreeMap::new(),
+        settled: Settled::default(),
+        single: HashSet::new(),
+        channel_backoff: HashMap::new(),
+        paused_since: None,
+        publisher: None,
+        part: 0,
+        rotated_id: 0,
+        loaded: false,
+    };
+    worker.run();
+    worker.slot.release();
+    if let Some((_, publisher)) = worker.publisher.take() {
+        publisher.shutdown();
+    }
+    log!("ably_pg worker for database {database} stopped");
+}
+
+fn poll_interval() -> Duration {
+    Duration::from_millis(guc::POLL_INTERVAL_MS.get().max(10) as u64)
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut sleep = Duration::ZERO;
+        loop {
+            if !sleep.is_zero() && !BackgroundWorker::wait_latch(Some(sleep)) {
+                return;
+            }
+            if BackgroundWorker::sigterm_received() {
+                return;
+            }
+            if BackgroundWorker::sighup_received() {
+                unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+                self.paused_since = None;
+            }
+            sleep = self.step();
+        }
+    }
+
+    /// One pass: returns how long to sleep before the next one (zero when
+    /// there is more to do right away).
+    fn step(&mut self) -> Duration {
+        if unsafe { pg_sys::RecoveryInProgress() } {
+            self.slot.set_state(WorkerState::Standby);
+            return poll_interval().max(Duration::from_secs(1));
+        }
+        if !in_transaction(extension_installed) {
+            self.slot.set_state(WorkerState::NoExtension);
+            self.loaded = false;
+            return poll_interval().max(Duration::from_secs(1));
+        }
+        if !self.loaded {
+            in_transaction(|| self.load());
+        }
+        if !self.ensure_publisher() {
+            self.slot.set_state(WorkerState::NoApiKey);
+            return poll_interval();
+        }
+        if let Some(since) = self.paused_since {
+            if since.elapsed() < AUTH_RETRY {
+                self.slot.set_state(WorkerState::PausedAuth);
+                return AUTH_RETRY - since.elapsed();
+            }
+            self.paused_since = None;
+        }
+
+        let fresh = in_transaction(|| self.settle_and_read());
+        in_transaction(|| self.maintain_queue());
+
+        let now = Instant::now();
+        let mut busy = HashSet::new();
+        let mut ready = Vec::new();
+        for (key, batch) in &self.pending {
+            // one batch per channel per round, the oldest first
+            if !busy.insert(batch.channel.clone()) {
+                continue;
+            }
+            let blocked = self.channel_backoff.get(&batch.channel).is_some_and(|t| *t > now);
+            if batch.not_before <= now && !blocked {
+                ready.push(Batch { key: *key, channel: batch.channel.clone(), messages: batch.messages.clone() });
+            }
+        }
+        if ready.is_empty() {
+            let next = self
+                .pending
+                .values()
+                .map(|p| p.not_before)
+                .chain(self.channel_backoff.values().copied())
+                .filter(|t| *t > now)
+                .min()
+                .map(|t| t - now);
+            if self.pending.is_empty() {
+                self.slot.set_state(WorkerState::Running);
+            }
+            return next.map_or(poll_interval(), |n| n.min(poll_interval()).max(Duration::from_millis(1)));
+        }
+        self.publish(ready);
+        let _ = fresh;
+        Duration::ZERO
+    }
+
+    /// Reads the part writers use and the batches a previous run left
+    /// unacknowledged; those are re-sent first, unchanged.
+    fn load(&mut self) {
+        let (part, rotated) = Spi::get_two::<i16, i64>("SELECT current_part, rotated_id FROM ably.queue_state")
+            .unwrap_or((Some(0), Some(0)));
+        self.part = part.unwrap_or(0);
+        self.rotated_id = rotated.unwrap_or(0);
+        self.slot.set_part(self.part);
+        self.pending.clear();
+        let batches: Vec<(i64, String, Vec<i64>)> = Spi::connect(|client| {
+            client
+                .select("SELECT id, channel, queue_ids FROM ably.batches ORDER BY id", None, &[])
+                .map(|rows| {
+                    rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<String>(2).ok()??, r.get::<Vec<i64>>(3).ok()??)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        for (key, channel, ids) in batches {
+            let rows = read_rows("WHERE id = ANY ($1) ORDER BY id", &[ids.clone().into()]);
+            let messages = rows
+                .into_iter()
+                .enumerate()
+                .map(|(i, row)| OutMessage { id: publisher::message_id(&self.base(key), i), name: row.name, data: row.data })
+                .collect();
+            self.pending.insert(key, Pending { channel, queue_ids: ids, messages, attempts: 0, not_before: Instant::now() });
+        }
+        if !self.pending.is_empty() {
+            log!("ably_pg: re-sending {} unacknowledged batches", self.pending.len());
+        }
+        self.loaded = true;
+    }
+
+    fn base(&self, batch: i64) -> String {
+        format!("{}-{batch}", self.id_prefix)
+    }
+
+    /// (Re)creates the publisher when the configuration changed. The
+    /// fingerprint holds the key, so it is never logged.
+    fn ensure_publisher(&mut self) -> bool {
+        let Some(key) = guc::string(&guc::API_KEY) else {
+            self.publisher = None;
+            return false;
+        };
+        let endpoint = guc::string(&guc::ENDPOINT);
+        let rest_host = guc::string(&guc::REST_HOST);
+        let port = guc::PORT.get();
+        let tls = guc::TLS.get();
+        let fallbacks = guc::FALLBACK_HOSTS.get().map(|s| s.to_string_lossy().split(',').map(str::to_string).collect::<Vec<_>>());
+        let timeout = guc::REQUEST_TIMEOUT_MS.get();
+        let threads = guc::MAX_IN_FLIGHT.get();
+        let fingerprint = format!("{key}|{endpoint:?}|{rest_host:?}|{port}|{tls}|{fallbacks:?}|{timeout}|{threads}");
+        if self.publisher.as_ref().is_some_and(|(f, _)| *f == fingerprint) {
+            return true;
+        }
+        if let Some((_, old)) = self.publisher.take() {
+            old.shutdown();
+        }
+        let config = PublisherConfig::from_options(
+            &key,
+            endpoint.as_deref(),
+            rest_host.as_deref(),
+            (port > 0).then_some(port as u16),
+            tls,
+            fallbacks,
+        );
+        let mut config = match config {
+            Ok(c) => c,
+            Err(e) => {
+                self.slot.set_error(None, None, &format!("invalid configuration: {e}"));
+                warning!("ably_pg: invalid configuration: {e}");
+                return false;
+            }
+        };
+        config.request_timeout = Duration::from_millis(timeout as u64);
+        config.threads = threads as usize;
+        match Publisher::start(config) {
+            Ok(p) => {
+                self.publisher = Some((fingerprint, p));
+                true
+            }
+            Err(e) => {
+                warning!("ably_pg: could not start publisher threads: {e}");
+                false
+            }
+        }
+    }
+
+    /// Step 1 of a round (see the module comment). Returns whether new
+    /// batches were formed.
+    fn settle_and_read(&mut self) -> bool {
+        let settled = std::mem::take(&mut self.settled);
+        if !settled.delivered.is_empty() {
+            let ids: Vec<i64> = settled
+                .delivered
+                .iter()
+                .filter_map(|k| self.pending.remove(k))
+                .flat_map(|p| p.queue_ids)
+                .collect();
+            Spi::run_with_args("DELETE FROM ably.queue WHERE id = ANY ($1)", &[ids.into()]).expect("delete delivered rows");
+            Spi::run_with_args("DELETE FROM ably.batches WHERE id = ANY ($1)", &[settled.delivered.into()])
+                .expect("delete delivered batches");
+        }
+        for (key, error) in settled.dead {
+            let Some(batch) = self.pending.remove(&key) else { continue };
+            Spi::run_with_args(
+                "WITH moved AS (DELETE FROM ably.queue WHERE id = ANY ($1) RETURNING *) \
+                 INSERT INTO ably.dead_letters (id, rule_id, channel, name, data, enqueued_at, http_status, error_code, error_message) \
+                 SELECT id, rule_id, channel, name, data, enqueued_at, $2, $3, $4 FROM moved",
+                &[
+                    batch.queue_ids.clone().into(),
+                    error.status.map(i32::from).into(),
+                    error.code.map(|c| c as i32).into(),
+                    error.message.clone().into(),
+                ],
+            )
+            .expect("move to dead letters");
+            Spi::run_with_args("DELETE FROM ably.batches WHERE id = $1", &[key.into()]).expect("delete dead batch");
+            self.slot.count_dead_letters(batch.queue_ids.len() as u64);
+            warning!("ably_pg: {} message(s) on channel {} moved to ably.dead_letters: {error}", batch.queue_ids.len(), batch.channel);
+        }
+        for key in settled.split {
+            if self.pending.remove(&key).is_some() {
+                Spi::run_with_args("DELETE FROM ably.batches WHERE id = $1", &[key.into()]).expect("forget refused batch");
+            }
+        }
+
+        // New rows, oldest first, of channels with no batch in flight.
+        let now = Instant::now();
+        self.channel_backoff.retain(|_, t| *t > now);
+        let mut skip: Vec<String> = self.pending.values().map(|p| p.channel.clone()).collect();
+        skip.extend(self.channel_backoff.keys().cloned());
+        skip.sort();
+        skip.dedup();
+        let batch_size = guc::BATCH_SIZE.get().max(1) as usize;
+        let limit = (batch_size * guc::MAX_IN_FLIGHT.get().max(1) as usize * 2) as i64;
+        let rows = read_rows(
+            "WHERE channel <> ALL ($1) ORDER BY id LIMIT $2",
+            &[skip.into(), limit.into()],
+        );
+        if rows.is_empty() {
+            return false;
+        }
+        let mut by_channel: Vec<(String, Vec<Row>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for row in rows {
+            let i = *index.entry(row.channel.clone()).or_insert_with(|| {
+                by_channel.push((row.channel.clone(), Vec::new()));
+                by_channel.len() - 1
+            });
+            by_channel[i].1.push(row);
+        }
+        let max_bytes = guc::MAX_MESSAGE_SIZE.get().max(1) as usize;
+        let mut formed: Vec<(String, Vec<Row>)> = Vec::new();
+        for (channel, rows) in by_channel {
+            let count = if self.single.contains(&channel) { 1 } else { batch_size };
+            let sizes = rows.iter().map(|r| publisher::message_size(r.name.as_deref(), &r.data));
+            let first = publisher::chunk_by_size(sizes, max_bytes, count).into_iter().next().unwrap_or(0..0);
+            let rows: Vec<Row> = rows.into_iter().take(first.end).collect();
+            formed.push((channel, rows));
+        }
+        let keys: Vec<i64> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT nextval('ably.batch_id_seq') FROM generate_series(1, $1)",
+                    None,
+                    &[(formed.len() as i32).into()],
+                )
+                .map(|rows| rows.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect())
+                .expect("batch ids")
+        });
+        let mut channels = Vec::with_capacity(formed.len());
+        let mut members = Vec::with_capacity(formed.len());
+        for ((channel, rows), key) in formed.into_iter().zip(keys.iter().copied()) {
+            let base = self.base(key);
+            let queue_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            members.push(queue_ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+            channels.push(channel.clone());
+            let messages = rows
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| OutMessage { id: publisher::message_id(&base, i), name: r.name, data: r.data })
+                .collect();
+            self.pending.insert(key, Pending { channel, queue_ids, messages, attempts: 0, not_before: now });
+        }
+        Spi::run_with_args(
+            "INSERT INTO ably.batches (id, channel, queue_ids) \
+             SELECT k, c, string_to_array(m, ',')::bigint[] FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(k, c, m)",
+            &[keys.into(), channels.into(), members.into()],
+        )
+        .expect("record batches");
+        true
+    }
+
+    /// Rotation and truncation of queue parts (see src/queue.rs).
+    fn maintain_queue(&mut self) {
+        let rotate_rows = guc::ROTATE_ROWS.get() as i64;
+        let last = Spi::get_one::<i64>("SELECT last_value FROM ably.queue_id_seq").ok().flatten().unwrap_or(0);
+        if last - self.rotated_id >= rotate_rows {
+            let next = (self.part + 1) % PARTS;
+            let next_empty = Spi::get_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM ably.queue_{next})"))
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+            if next_empty {
+                Spi::run_with_args(
+                    "UPDATE ably.queue_state SET current_part = $1, rotated_id = $2, rotated_at = now()",
+                    &[next.into(), last.into()],
+                )
+                .expect("rotate queue");
+                self.part = next;
+                self.rotated_id = last;
+                self.slot.set_part(next);
+            }
+        }
+        for part in 0..PARTS {
+            if part == self.part {
+                continue;
+            }
+            let name = format!("ably.queue_{part}");
+            let size = Spi::get_one::<i64>(&format!("SELECT pg_relation_size('{name}')")).ok().flatten().unwrap_or(0);
+            if size == 0 {
+                continue;
+            }
+            let relid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid")).ok().flatten();
+            let Some(relid) = relid else { continue };
+            // Never wait: a writer that still inserts here holds a lock.
+            let locked = unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::AccessExclusiveLock as i32) };
+            if !locked {
+                continue;
+            }
+            let empty = Spi::get_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM {name})")).ok().flatten().unwrap_or(false);
+            if empty {
+                Spi::run(&format!("TRUNCATE {name}")).expect("truncate queue part");
+                debug1!("ably_pg: truncated {name}");
+            }
+        }
+    }
+
+    /// Step 2 of a round: send and wait for every outcome.
+    fn publish(&mut self, ready: Vec<Batch>) {
+        let Some((_, publisher)) = self.publisher.as_ref() else { return };
+        let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
+        // Spread batches over the threads, then let each bucket use batch
+        // publish when it holds several channels.
+        let mut buckets: Vec<Vec<Batch>> = (0..threads.min(ready.len())).map(|_| Vec::new()).collect();
+        let n = buckets.len();
+        for (i, batch) in ready.into_iter().enumerate() {
+            buckets[i % n].push(batch);
+        }
+        let jobs: Vec<Job> = buckets.into_iter().flat_map(publisher::pack).collect();
+        let mut outstanding = jobs.len();
+        let requests = jobs.len() as u64;
+        publisher.submit(jobs);
+        let mut outcomes = Vec::new();
+        while outstanding > 0 {
+            match publisher.results().recv_timeout(Duration::from_millis(100)) {
+                Ok(result) => {
+                    outstanding -= 1;
+                    outcomes.extend(result.outcomes);
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if BackgroundWorker::sigterm_received() {
+                        return;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        let mut delivered_messages = 0u64;
+        let mut state = WorkerState::Running;
+        for (key, outcome) in outcomes {
+            let Some(batch) = self.pending.get_mut(&key) else { continue };
+            match outcome {
+                Outcome::Delivered => {
+                    delivered_messages += batch.messages.len() as u64;
+                    if batch.messages.len() == 1 {
+                        self.single.remove(&batch.channel);
+                    }
+                    self.settled.delivered.push(key);
+                }
+                Outcome::Retry { error } => {
+                    batch.attempts += 1;
+                    batch.not_before = Instant::now() + publisher::backoff(batch.attempts);
+                    state = WorkerState::BackingOff;
+                    self.slot.set_error(error.status, error.code, &error.message);
+                    log!("ably_pg: publish to channel {} failed, will retry: {error}", batch.channel);
+                }
+                Outcome::RateLimited { error } => {
+                    batch.attempts += 1;
+                    let until = Instant::now() + publisher::backoff(batch.attempts).max(Duration::from_millis(100));
+                    self.channel_backoff.insert(batch.channel.clone(), until);
+                    state = WorkerState::BackingOff;
+                    self.slot.set_error(error.status, error.code, &error.message);
+                }
+                Outcome::AuthFailed { error } => {
+                    self.paused_since = Some(Instant::now());
+                    state = WorkerState::PausedAuth;
+                    self.slot.set_error(error.status, error.code, &error.message);
+                    warning!("ably_pg: delivery paused, Ably refused the credentials: {error}");
+                }
+                Outcome::Rejected { error } => {
+                    self.slot.set_error(error.status, error.code, &error.message);
+                    if batch.messages.len() == 1 {
+                        self.settled.dead.push((key, error));
+                    } else {
+                        self.single.insert(batch.channel.clone());
+                        self.settled.split.push(key);
+                    }
+                }
+            }
+        }
+        if self.paused_since.is_some() {
+            state = WorkerState::PausedAuth;
+        }
+        self.slot.set_state(state);
+        self.slot.count_delivery(delivered_messages, requests);
+    }
+}
+
+struct Row {
+    id: i64,
+    channel: String,
+    name: Option<String>,
+    data: String,
+}
+
+fn read_rows(clause: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<Row> {
+    Spi::connect(|client| {
+        client
+            .select(&format!("SELECT id, channel, name, data::text FROM ably.queue {clause}"), None, args)
+            .map(|rows| {
+                rows.filter_map(|r| {
+                    Some(Row {
+                        id: r.get::<i64>(1).ok()??,
+                        channel: r.get::<String>(2).ok()??,
+                        name: r.get::<String>(3).ok()?,
+                        data: r.get::<String>(4).ok()??,
+                    })
+                })
+                .collect()
+            })
+            .expect("read queue")
+    })
+}
+
+/// Runs `f` in a transaction of its own. An ERROR inside ends the worker
+/// (the postmaster restarts it), which is safe: nothing is acknowledged or
+/// deleted outside a committed transaction.
+fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
+    BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f))
+}
+
+fn extension_installed() -> bool {
+    Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ably_pg')")
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
