@@ -63,6 +63,10 @@ pub struct Slot {
     /// what a committing writer sets.
     procno: AtomicI32,
     state: AtomicI32,
+    /// Set by the worker just before it looks at the queue for the last time
+    /// and goes to sleep; writers set its latch at COMMIT only then, so a
+    /// busy worker is not signalled thousands of times a second.
+    wants_wake: AtomicBool,
     /// Queue part writers insert into; -1 until the worker has read it.
     part: AtomicI32,
     started_at: AtomicI64,
@@ -142,6 +146,9 @@ pub fn current_part(dboid: pg_sys::Oid) -> Option<i16> {
 
 pub fn wake_worker(dboid: pg_sys::Oid) {
     let Some(slot) = slot_of(dboid) else { return };
+    if !slot.wants_wake.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let procno = slot.procno.load(Ordering::Acquire);
     if procno >= 0 {
         unsafe {
@@ -182,6 +189,12 @@ impl WorkerSlot {
 
     pub fn set_state(&self, state: WorkerState) {
         self.slot().state.store(state as i32, Ordering::Release);
+    }
+
+    /// See [`Slot::wants_wake`]: call with `true` before the last look at
+    /// the queue, so that a commit after that look always wakes the worker.
+    pub fn set_wants_wake(&self, wants: bool) {
+        self.slot().wants_wake.store(wants, Ordering::SeqCst);
     }
 
     pub fn set_part(&self, part: i16) {

@@ -196,6 +196,8 @@ impl Worker {
             }
             return next.map_or(poll_interval(), |n| n.min(poll_interval()).max(Duration::from_millis(1)));
         }
+        // Busy: the next round starts right after this one, no wake-ups needed.
+        self.slot.set_wants_wake(false);
         self.publish(ready);
         let _ = fresh;
         Duration::ZERO
