@@ -175,6 +175,27 @@ export class Cluster {
     await waitFor(() => [pid, ...children].every((p) => { try { process.kill(p, 0); return false; } catch { return true; } }), { what: 'postgres processes to die' });
   }
 
+  /** A streaming replica of this cluster (pg_basebackup -R), started. */
+  async standby() {
+    const replica = new Cluster({ ablyPort: this.ablyPort, key: null, settings: this.settings });
+    replica.port = await freePort();
+    replica.dir = mkdtempSync(join(tmpdir(), 'ablypg-standby-'));
+    if (process.getuid && process.getuid() === 0) {
+      const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+      const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+      chownSync(replica.dir, uid, gid);
+    }
+    replica.data = join(replica.dir, 'data');
+    asPostgres([join(PG_BIN, 'pg_basebackup'), '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-D', replica.data, '-R', '-X', 'stream']);
+    appendFileSync(join(replica.data, 'postgresql.conf'), `port = ${replica.port}\nunix_socket_directories = '${replica.dir}'\n`);
+    await replica.startServer();
+    return replica;
+  }
+
+  promote() {
+    asPostgres([join(PG_BIN, 'pg_ctl'), '-D', this.data, '-w', 'promote']);
+  }
+
   log() {
     return existsSync(join(this.dir, 'log')) ? readFileSync(join(this.dir, 'log'), 'utf8') : '';
   }

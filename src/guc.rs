@@ -24,6 +24,17 @@ pub static KEY_CAPABILITY: GucSetting<Option<CString>> =
 pub static ROTATE_ROWS: GucSetting<i32> = GucSetting::<i32>::new(100_000);
 
 pub fn define() {
+    // A postmaster-level setting can only be defined while preloading.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"ably.database",
+            c"Comma-separated databases whose queues the background worker delivers.",
+            c"One worker per database. Requires a restart.",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_string_guc(
         c"ably.api_key",
         c"Ably API key (appId.keyId:secret) used by the background worker.",
@@ -72,14 +83,6 @@ pub fn define() {
         c"Unset: Ably's defaults for the endpoint.",
         &FALLBACK_HOSTS,
         GucContext::Sighup,
-        GucFlags::default(),
-    );
-    GucRegistry::define_string_guc(
-        c"ably.database",
-        c"Comma-separated databases whose queues the background worker delivers.",
-        c"One worker per database. Requires a restart.",
-        &DATABASE,
-        GucContext::Postmaster,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

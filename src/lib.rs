@@ -19,6 +19,7 @@ mod queue;
 mod redact;
 mod rules;
 mod shared;
+mod sql;
 mod status;
 mod token;
 mod trigger;

@@ -17,11 +17,10 @@ pub fn extension_owner() -> pg_sys::Oid {
     if cached != pg_sys::InvalidOid {
         return cached;
     }
-    let owner = Spi::get_one::<pg_sys::Oid>(
+    let owner = crate::sql::select_one::<pg_sys::Oid>(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'ably_pg'",
+        &[],
     )
-    .ok()
-    .flatten()
     .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID));
     OWNER.with(|o| o.set(owner));
     owner

@@ -55,10 +55,7 @@ fn current_part() -> i16 {
     if cached_lxid == lxid {
         return part;
     }
-    let part = Spi::get_one::<i16>("SELECT current_part FROM ably.queue_state")
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+    let part = crate::sql::select_one::<i16>("SELECT current_part FROM ably.queue_state", &[]).unwrap_or(0);
     PART_CACHE.with(|c| c.set((lxid, part)));
     part
 }

@@ -34,6 +34,13 @@ pub fn redact(text: &str, secret: Option<&str>) -> Option<String> {
         let (head, tail) = out.split_at(at + SETTING.len());
         let mut masked = String::with_capacity(tail.len());
         let mut chars = tail.chars().peekable();
+        // the quote closing a quoted setting name is not a value
+        if let Some(&q) = chars.peek() {
+            if (q == '"' || q == '\'') && head.ends_with(&format!("{q}{SETTING}")) {
+                masked.push(q);
+                chars.next();
+            }
+        }
         while let Some(c) = chars.next() {
             if c == '\'' || c == '"' {
                 masked.push(c);

@@ -326,13 +326,14 @@ fn trigger_name(rule_id: i64, truncate: bool) -> String {
     }
 }
 
+/// Creates the rule's triggers; `adopt_triggers` then ties them to the
+/// extension and to the columns they read.
 fn install_triggers(table: &TableInfo, rule_id: i64, events: &[String], static_channel: bool) {
     let row_events: Vec<String> = events
         .iter()
         .filter(|e| *e != "truncate")
         .map(|e| e.to_uppercase())
         .collect();
-    let mut names = Vec::new();
     if !row_events.is_empty() {
         let name = trigger_name(rule_id, false);
         Spi::run(&format!(
@@ -342,7 +343,6 @@ fn install_triggers(table: &TableInfo, rule_id: i64, events: &[String], static_c
             table.qualified_name()
         ))
         .unwrap_or_else(|e| raise(Code::ERRCODE_INTERNAL_ERROR, format!("could not create trigger: {e}"), "Report this as a bug."));
-        names.push(name);
     }
     // A TRUNCATE removes every row: rules on a fixed channel that publish
     // deletes (or ask for truncate explicitly) hear about it.
@@ -355,66 +355,73 @@ fn install_triggers(table: &TableInfo, rule_id: i64, events: &[String], static_c
             table.qualified_name()
         ))
         .unwrap_or_else(|e| raise(Code::ERRCODE_INTERNAL_ERROR, format!("could not create trigger: {e}"), "Report this as a bug."));
-        names.push(name);
-    }
-    for name in names {
-        record_trigger_dependencies(table, &name, rule_id);
     }
 }
 
-/// Makes the trigger part of the extension's life cycle (DROP EXTENSION drops
-/// it) and pins the columns the rule reads.
-fn record_trigger_dependencies(table: &TableInfo, trigger: &str, rule_id: i64) {
-    let trigger_oid = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
-        &[table.relid.into(), trigger.into()],
-    )
-    .ok()
-    .flatten();
-    let extension_oid = Spi::get_one::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'ably_pg'",
-    )
-    .ok()
-    .flatten();
-    let (Some(trigger_oid), Some(extension_oid)) = (trigger_oid, extension_oid) else {
-        return;
-    };
-    let attnums: Vec<i16> = Spi::connect(|client| {
+/// Makes every new `ably.capture()` trigger part of the extension's life
+/// cycle (DROP EXTENSION drops it) and pins the columns its rule reads (so
+/// they cannot be dropped while in use). Runs as an event trigger at the end
+/// of CREATE TRIGGER, so triggers that pg_restore recreates are adopted
+/// exactly like those `ably.publish_table()` creates.
+#[pg_extern(
+    sql = r#"
+CREATE FUNCTION ably.adopt_triggers() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#
+)]
+fn adopt_triggers() {
+    let triggers: Vec<(pg_sys::Oid, pg_sys::Oid, i64)> = Spi::connect(|client| {
         client
             .select(
-                "SELECT a.attnum FROM ably.rules r, pg_catalog.pg_attribute a \
-                 WHERE r.id = $1 AND a.attrelid = $2 AND NOT a.attisdropped AND a.attnum > 0 \
-                 AND (a.attname = ANY (r.columns) \
-                      OR strpos(r.channel, '{' || a.attname || '}') > 0 \
-                      OR strpos(coalesce(r.name, ''), '{' || a.attname || '}') > 0)",
+                "SELECT t.oid, t.tgrelid, (regexp_match(encode(t.tgargs, 'escape'), '^(\\d+)'))[1]::bigint \
+                 FROM pg_catalog.pg_event_trigger_ddl_commands() c \
+                 JOIN pg_catalog.pg_trigger t ON t.oid = c.objid \
+                 WHERE c.classid = 'pg_catalog.pg_trigger'::regclass \
+                   AND t.tgfoid = 'ably.capture()'::regprocedure AND t.tgparentid = 0 AND t.tgnargs > 0",
                 None,
-                &[rule_id.into(), table.relid.into()],
+                &[],
             )
-            .map(|rows| rows.filter_map(|r| r.get::<i16>(1).ok().flatten()).collect())
+            .map(|rows| {
+                rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<pg_sys::Oid>(2).ok()??, r.get::<i64>(3).ok()??)))
+                    .collect()
+            })
             .unwrap_or_default()
     });
-    unsafe {
-        let depender = pg_sys::ObjectAddress {
-            classId: pg_sys::TriggerRelationId,
-            objectId: trigger_oid,
-            objectSubId: 0,
-        };
-        let extension = pg_sys::ObjectAddress {
-            classId: pg_sys::ExtensionRelationId,
-            objectId: extension_oid,
-            objectSubId: 0,
-        };
-        pg_sys::recordDependencyOn(&depender, &extension, pg_sys::DependencyType::DEPENDENCY_AUTO);
-        for attnum in attnums {
-            let column = pg_sys::ObjectAddress {
-                classId: pg_sys::RelationRelationId,
-                objectId: table.relid,
-                objectSubId: attnum as i32,
-            };
-            pg_sys::recordDependencyOn(&depender, &column, pg_sys::DependencyType::DEPENDENCY_NORMAL);
-        }
-        pg_sys::CommandCounterIncrement();
+    if triggers.is_empty() {
+        return;
     }
+    let Some(extension_oid) = crate::sql::select_one::<pg_sys::Oid>(
+        "SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'ably_pg'",
+        &[],
+    ) else {
+        return;
+    };
+    for (trigger_oid, relid, rule_id) in triggers {
+        let attnums: Vec<i16> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT a.attnum FROM ably.rules r, pg_catalog.pg_attribute a \
+                     WHERE r.id = $1 AND a.attrelid = $2 AND NOT a.attisdropped AND a.attnum > 0 \
+                     AND (a.attname = ANY (r.columns) \
+                          OR strpos(r.channel, '{' || a.attname || '}') > 0 \
+                          OR strpos(coalesce(r.name, ''), '{' || a.attname || '}') > 0)",
+                    None,
+                    &[rule_id.into(), relid.into()],
+                )
+                .map(|rows| rows.filter_map(|r| r.get::<i16>(1).ok().flatten()).collect())
+                .unwrap_or_default()
+        });
+        unsafe {
+            let depender = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: trigger_oid, objectSubId: 0 };
+            let extension = pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: extension_oid, objectSubId: 0 };
+            pg_sys::recordDependencyOn(&depender, &extension, pg_sys::DependencyType::DEPENDENCY_AUTO);
+            for attnum in attnums {
+                let column = pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: attnum as i32 };
+                pg_sys::recordDependencyOn(&depender, &column, pg_sys::DependencyType::DEPENDENCY_NORMAL);
+            }
+        }
+    }
+    unsafe { pg_sys::CommandCounterIncrement() };
 }
 
 #[pg_extern(

@@ -3,6 +3,7 @@
 //! Never shows the API key: errors recorded by the worker never contain it.
 
 use crate::shared;
+use crate::sql::{select_one, select_two};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
@@ -23,12 +24,10 @@ fn status() -> TableIterator<'static, (
     name!(last_error_message, Option<String>),
     name!(started_at, Option<TimestampWithTimeZone>),
 )> {
-    let (depth, oldest) = Spi::get_two::<i64, Interval>(
-        "SELECT count(*), now() - min(enqueued_at) FROM ably.queue",
-    )
-    .unwrap_or((Some(0), None));
-    let in_flight = Spi::get_one::<i64>("SELECT count(*) FROM ably.batches").ok().flatten().unwrap_or(0);
-    let dead = Spi::get_one::<i64>("SELECT count(*) FROM ably.dead_letters").ok().flatten().unwrap_or(0);
+    let (depth, oldest) = select_two::<i64, Interval>("SELECT count(*), now() - min(enqueued_at) FROM ably.queue", &[])
+        .unwrap_or((Some(0), None));
+    let in_flight = select_one::<i64>("SELECT count(*) FROM ably.batches", &[]).unwrap_or(0);
+    let dead = select_one::<i64>("SELECT count(*) FROM ably.dead_letters", &[]).unwrap_or(0);
     let view = shared::view(unsafe { pg_sys::MyDatabaseId });
     let state = match (&view, shared::preloaded()) {
         (_, false) => "not-loaded".to_string(),

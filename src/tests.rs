@@ -183,7 +183,7 @@ mod tests {
         // a writer without any right on the ably schema still gets its change queued
         run("SELECT ably.publish_table('messages', 'chat:{room_id}')");
         run("GRANT INSERT ON messages TO ably_test_stranger");
-        run("GRANT USAGE ON SEQUENCE messages_id_seq TO ably_test_stranger");
+        run("DO $$ BEGIN EXECUTE format('GRANT USAGE ON SEQUENCE %s TO ably_test_stranger', pg_get_serial_sequence('messages', 'id')); END $$");
         run("SET ROLE ably_test_stranger");
         run("INSERT INTO messages (room_id, author) VALUES (1, 'stranger')");
         run("RESET ROLE");

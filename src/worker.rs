@@ -25,6 +25,7 @@ use crate::guc;
 use crate::publisher::{self, Batch, Job, OutMessage, Outcome, PublishError, Publisher, PublisherConfig};
 use crate::queue::PARTS;
 use crate::shared::{self, WorkerSlot, WorkerState};
+use crate::sql::{select_one, select_two};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -206,7 +207,7 @@ impl Worker {
     /// Reads the part writers use and the batches a previous run left
     /// unacknowledged; those are re-sent first, unchanged.
     fn load(&mut self) {
-        let (part, rotated) = Spi::get_two::<i16, i64>("SELECT current_part, rotated_id FROM ably.queue_state")
+        let (part, rotated) = select_two::<i16, i64>("SELECT current_part, rotated_id FROM ably.queue_state", &[])
             .unwrap_or((Some(0), Some(0)));
         self.part = part.unwrap_or(0);
         self.rotated_id = rotated.unwrap_or(0);
@@ -400,13 +401,11 @@ impl Worker {
     /// Rotation and truncation of queue parts (see src/queue.rs).
     fn maintain_queue(&mut self) {
         let rotate_rows = guc::ROTATE_ROWS.get() as i64;
-        let last = Spi::get_one::<i64>("SELECT last_value FROM ably.queue_id_seq").ok().flatten().unwrap_or(0);
+        let last = select_one::<i64>("SELECT last_value FROM ably.queue_id_seq", &[]).unwrap_or(0);
         if last - self.rotated_id >= rotate_rows {
             let next = (self.part + 1) % PARTS;
-            let next_empty = Spi::get_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM ably.queue_{next})"))
-                .ok()
-                .flatten()
-                .unwrap_or(false);
+            let next_empty =
+                select_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM ably.queue_{next})"), &[]).unwrap_or(false);
             if next_empty {
                 Spi::run_with_args(
                     "UPDATE ably.queue_state SET current_part = $1, rotated_id = $2, rotated_at = now()",
@@ -423,18 +422,18 @@ impl Worker {
                 continue;
             }
             let name = format!("ably.queue_{part}");
-            let size = Spi::get_one::<i64>(&format!("SELECT pg_relation_size('{name}')")).ok().flatten().unwrap_or(0);
+            let size = select_one::<i64>(&format!("SELECT pg_relation_size('{name}')"), &[]).unwrap_or(0);
             if size == 0 {
                 continue;
             }
-            let relid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid")).ok().flatten();
+            let relid = select_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid"), &[]);
             let Some(relid) = relid else { continue };
             // Never wait: a writer that still inserts here holds a lock.
             let locked = unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::AccessExclusiveLock as i32) };
             if !locked {
                 continue;
             }
-            let empty = Spi::get_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM {name})")).ok().flatten().unwrap_or(false);
+            let empty = select_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM {name})"), &[]).unwrap_or(false);
             if empty {
                 Spi::run(&format!("TRUNCATE {name}")).expect("truncate queue part");
                 debug1!("ably_pg: truncated {name}");
@@ -557,8 +556,6 @@ fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
 }
 
 fn extension_installed() -> bool {
-    Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ably_pg')")
-        .ok()
-        .flatten()
+    select_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ably_pg')", &[])
         .unwrap_or(false)
 }

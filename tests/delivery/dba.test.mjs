@@ -1,0 +1,87 @@
+// What a DBA relies on: a standby that waits for promotion, DROP EXTENSION
+// that leaves no trigger behind, pg_dump/pg_restore that keep the rules, and
+// a queue that reclaims its space by rotation instead of bloating.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { stack, history, waitFor, queueDepth, status } from './helpers.mjs';
+import { Cluster } from '../../scripts/stack.mjs';
+
+let s;
+before(async () => {
+  s = await stack();
+  await s.query(`CREATE TABLE items (id int PRIMARY KEY, name text)`);
+  await s.query(`SELECT ably.publish_table('items', 'items')`);
+});
+after(() => s?.stop());
+
+test('a standby waits for promotion, then delivers', async () => {
+  const replica = await s.cluster.standby();
+  try {
+    await waitFor(() => replica.psql('SELECT state FROM ably.status').trim() === 'standby', { what: 'standby state' });
+    await s.query(`INSERT INTO items VALUES (1, 'from primary')`);
+    await waitFor(async () => (await history(s, 'items')).length === 1, { what: 'primary delivery' });
+    replica.promote();
+    replica.psql(`INSERT INTO items VALUES (2, 'from promoted standby')`);
+    await waitFor(async () => (await history(s, 'items')).some((m) => m.data.new.id === 2), { what: 'delivery after promotion' });
+    assert.equal(replica.psql('SELECT state FROM ably.status').trim(), 'running');
+    const ids = (await history(s, 'items')).map((m) => m.data.new.id);
+    assert.deepEqual(ids, [1, 2], 'row 1 is not published twice by the promoted standby');
+  } finally {
+    await replica.stop();
+  }
+});
+
+test('the queue rotates and truncates drained parts instead of bloating', async () => {
+  await s.query(`ALTER SYSTEM SET ably.queue_rotate_rows = 1000`);
+  await s.query(`SELECT pg_reload_conf()`);
+  const { rows: before } = await s.query(`SELECT current_part FROM ably.queue_state`);
+  for (let i = 0; i < 8; i++) {
+    await s.query(`INSERT INTO items SELECT g, 'x' FROM generate_series(${1000 + i * 1000}, ${1999 + i * 1000}) g`);
+    await waitFor(async () => (await queueDepth(s)) === 0, { what: 'drained' });
+  }
+  await s.query(`INSERT INTO items VALUES (99999, 'nudge')`);
+  await waitFor(async () => (await queueDepth(s)) === 0, { what: 'drained' });
+  const { rows: after } = await s.query(`SELECT current_part FROM ably.queue_state`);
+  assert.notEqual(after[0].current_part, before[0].current_part, 'writers moved to another part');
+  const sizes = await waitFor(async () => {
+    const { rows } = await s.query(
+      `SELECT p, pg_total_relation_size(format('ably.queue_%s', p)) AS size FROM generate_series(0, 2) p`,
+    );
+    const others = rows.filter((r) => r.p !== after[0].current_part);
+    return others.some((r) => Number(r.size) <= 16384) && rows;
+  }, { what: 'a drained part truncated' });
+  assert.ok(sizes.length === 3);
+  await s.query(`ALTER SYSTEM RESET ably.queue_rotate_rows`);
+  await s.query(`SELECT pg_reload_conf()`);
+});
+
+test('pg_dump and pg_restore keep the rules; DROP EXTENSION removes every trigger it made', async () => {
+  await s.query(`CREATE DATABASE restored`);
+  const dump = execFileSync('/usr/lib/postgresql/15/bin/pg_dump', ['-h', '127.0.0.1', '-p', String(s.cluster.port), '-U', 'postgres', '-Fc', 'postgres']);
+  execFileSync('/usr/lib/postgresql/15/bin/pg_restore', ['-h', '127.0.0.1', '-p', String(s.cluster.port), '-U', 'postgres', '-d', 'restored'], { input: dump });
+  const rules = s.cluster.psql(`SELECT relid::text || ' ' || channel FROM ably.rules ORDER BY id`, 'restored').trim();
+  assert.equal(rules, 'items items');
+  s.cluster.psql(`INSERT INTO items VALUES (424242, 'restored')`, 'restored');
+  assert.equal(s.cluster.psql(`SELECT count(*) FROM ably.queue`, 'restored').trim(), '1', 'the restored trigger queues changes');
+  assert.equal(s.cluster.psql(`SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ably_rule_%'`, 'restored').trim() !== '0', true);
+
+  s.cluster.psql(`DROP EXTENSION ably_pg`, 'restored');
+  assert.equal(s.cluster.psql(`SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ably_rule_%'`, 'restored').trim(), '0');
+  s.cluster.psql(`INSERT INTO items VALUES (424243, 'no extension')`, 'restored');
+  s.cluster.psql(`CREATE EXTENSION ably_pg`, 'restored');
+  assert.equal(s.cluster.psql(`SELECT count(*) FROM ably.rules`, 'restored').trim(), '0');
+});
+
+test('without shared_preload_libraries, changes still queue and status says why nothing delivers', async () => {
+  const bare = new Cluster({ ablyPort: s.ably.port, settings: { shared_preload_libraries: "''" } });
+  await bare.start();
+  try {
+    bare.psql(`CREATE EXTENSION ably_pg`);
+    bare.psql(`CREATE TABLE t (id int); SELECT ably.publish_table('t', 'c')`);
+    bare.psql(`INSERT INTO t VALUES (1)`);
+    assert.equal(bare.psql(`SELECT state || ' ' || queue_depth FROM ably.status`).trim(), 'not-loaded 1');
+  } finally {
+    await bare.stop();
+  }
+});
