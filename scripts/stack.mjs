@@ -116,17 +116,17 @@ export class Cluster {
     if (process.getuid && process.getuid() === 0) chownSync(this.dir, uid, gid);
     this.data = join(this.dir, 'data');
     asPostgres([join(PG_BIN, 'initdb'), '-D', this.data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8']);
+    // Without a local server port the cluster talks to real Ably (defaults).
+    const localAbly = this.ablyPort
+      ? { 'ably.rest_host': "'127.0.0.1'", 'ably.port': this.ablyPort, 'ably.tls': 'off', 'ably.fallback_hosts': "''", 'ably.request_timeout': "'3s'" }
+      : {};
     const conf = {
       port: this.port,
       listen_addresses: "'127.0.0.1'",
       unix_socket_directories: `'${this.dir}'`,
       shared_preload_libraries: "'ably_pg'",
       'ably.database': "'postgres'",
-      'ably.rest_host': "'127.0.0.1'",
-      'ably.port': this.ablyPort ?? 0,
-      'ably.tls': 'off',
-      'ably.fallback_hosts': "''",
-      'ably.request_timeout': "'3s'",
+      ...localAbly,
       max_connections: 100,
       fsync: process.env.STACK_FSYNC ?? 'on',
       ...this.settings,

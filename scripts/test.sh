@@ -2,7 +2,6 @@
 # The whole test suite, from a fresh machine: `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -12,12 +11,10 @@ step "Rust unit tests of the local Ably-compatible server"
 cargo test -p ably-server
 
 step "Extension tests in PostgreSQL 15 (cargo pgrx test)"
-# pgrx tests run as the postgres user; its data directory must be writable by it.
+# pgrx runs the test cluster as the postgres user, in a directory it can write.
 cargo pgrx test pg15 --runas postgres --pgdata /tmp/ablypg-pgrx-test
 
-step "Installing ably_pg into PostgreSQL 15 and building the local Ably server"
-cargo pgrx install --pg-config "$PG_CONFIG"
-cargo build -p ably-server
+bash scripts/prepare.sh
 export ABLY_SERVER_BIN="$PWD/target/debug/ably-server"
 
 step "The ably SDK against the local Ably-compatible server"
@@ -26,6 +23,5 @@ step "The ably SDK against the local Ably-compatible server"
 step "Delivery: PostgreSQL → worker → local Ably server → ably SDK"
 (cd tests && npm ci --no-audit --no-fund && npm test)
 
-step "Chat demo in Chromium"
-(cd examples/chat && npm ci --no-audit --no-fund && npm run build)
+step "The chat demo in Chromium"
 node scripts/chat.mjs test

@@ -1,0 +1,5 @@
+export default defineEventHandler(async (event) => {
+  const session = await chatSession(event)
+  await session.clear()
+  return { name: null }
+})

@@ -1,0 +1,1 @@
+export default defineEventHandler(async (event) => ({ name: await currentUser(event) }))

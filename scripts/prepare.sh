@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds what the demo and the tests run: ably_pg installed into the system
+# PostgreSQL 15, the local Ably-compatible server, and the chat demo.
+# Each step is skipped when its output is newer than its inputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Installing ably_pg into PostgreSQL 15"
+cargo pgrx install --pg-config "$PG_CONFIG"
+
+step "Building the local Ably-compatible server"
+cargo build -p ably-server
+
+step "Building the chat demo"
+cd examples/chat
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+stamp=.output/nitro.json
+if [ ! -f "$stamp" ] || [ -n "$(find app server nuxt.config.ts package-lock.json -newer "$stamp" -print -quit)" ]; then
+  npm run build
+fi
