@@ -18,7 +18,8 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
 pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
-pub static MAX_MESSAGE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(65_536);
+pub static MAX_MESSAGE_SIZE: GucSetting<i32> =
+    GucSetting::<i32>::new(crate::publisher::MAX_MESSAGE_SIZE as i32);
 pub static KEY_CAPABILITY: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"{\"*\":[\"*\"]}"));
 pub static ROTATE_ROWS: GucSetting<i32> = GucSetting::<i32>::new(100_000);

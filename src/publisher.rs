@@ -262,12 +262,6 @@ pub struct OutMessage {
     pub data: String,
 }
 
-impl OutMessage {
-    pub fn size(&self) -> usize {
-        message_size(self.name.as_deref(), &self.data)
-    }
-}
-
 /// Messages for one channel, published atomically in one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -286,13 +280,17 @@ pub enum Job {
     /// over [`MAX_BATCH_CHANNELS`], body over [`MAX_BATCH_BODY`]) is split
     /// into several requests rather than refused.
     Multi(Vec<Batch>),
+    /// Consecutive batches of one channel, posted one after the other as
+    /// [`Job::Channel`]; after the first that is not delivered the rest are
+    /// [`Outcome::NotSent`], so the channel's order holds.
+    Chain(Vec<Batch>),
 }
 
 impl Job {
     fn keys(&self) -> Vec<i64> {
         match self {
             Job::Channel(batch) => vec![batch.key],
-            Job::Multi(batches) => batches.iter().map(|b| b.key).collect(),
+            Job::Multi(batches) | Job::Chain(batches) => batches.iter().map(|b| b.key).collect(),
         }
     }
 }
@@ -319,12 +317,15 @@ pub enum Outcome {
     /// Any other 4xx (too large, bad channel name, bad id or data…):
     /// resending will fail the same way.
     Rejected { error: PublishError },
+    /// Not attempted because an earlier batch of the same [`Job::Chain`]
+    /// was not delivered; send it again after that one.
+    NotSent,
 }
 
 impl Outcome {
     pub fn error(&self) -> Option<&PublishError> {
         match self {
-            Outcome::Delivered => None,
+            Outcome::Delivered | Outcome::NotSent => None,
             Outcome::Retry { error }
             | Outcome::RateLimited { error }
             | Outcome::AuthFailed { error }
@@ -811,6 +812,16 @@ impl Shared {
                         _ => self.publish_multi(group),
                     };
                     outcomes.extend(group.iter().map(|b| b.key).zip(group_outcomes));
+                }
+                JobResult { outcomes }
+            }
+            Job::Chain(batches) => {
+                let mut outcomes = Vec::with_capacity(batches.len());
+                let mut failed = false;
+                for batch in &batches {
+                    let outcome = if failed { Outcome::NotSent } else { self.publish_channel(batch) };
+                    failed |= outcome != Outcome::Delivered;
+                    outcomes.push((batch.key, outcome));
                 }
                 JobResult { outcomes }
             }
@@ -1443,6 +1454,12 @@ mod tests {
         let server = serve(l.remove(0), handler);
         let publisher = Publisher::start(config("127.0.0.1", server.port, &[])).unwrap();
         let outcome = |channel: &str| single(&publisher, batch(9, channel, 1));
+
+        // A chain stops at the first batch that is not delivered.
+        let chain = run(&publisher, Job::Chain(vec![batch(1, "fine", 2), batch(2, "big", 1), batch(3, "fine", 1)]));
+        assert_eq!(chain[0], (1, Outcome::Delivered));
+        assert!(matches!(&chain[1], (2, Outcome::Rejected { error }) if error.code == Some(40009)));
+        assert_eq!(chain[2], (3, Outcome::NotSent));
         let err = |status: Option<u16>, code: Option<u32>, message: &str| PublishError {
             status,
             code,
@@ -1854,7 +1871,7 @@ mod tests {
         let sizes: Vec<usize> = jobs
             .iter()
             .map(|j| match j {
-                Job::Multi(b) => b.len(),
+                Job::Multi(b) | Job::Chain(b) => b.len(),
                 Job::Channel(_) => 1,
             })
             .collect();

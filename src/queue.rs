@@ -25,24 +25,112 @@ use crate::shared;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
-use std::ffi::CString;
 
 pub const PARTS: i16 = 3;
 
 /// The query that evaluates a rule's condition against one row (`$1`, of the
 /// table's row type). Shared by `ably.publish_table` (to check it) and the
 /// trigger (to run it) so both see exactly the same expression.
-pub fn condition_query(condition: &str, _rowtype: pg_sys::Oid) -> String {
+pub fn condition_query(condition: &str) -> String {
     format!("SELECT ({condition})::boolean FROM (SELECT ($1).*) AS ably_row")
 }
 
 thread_local! {
-    /// Saved INSERT plans, one per part, prepared on first use in a backend.
-    static INSERT_PLANS: RefCell<[Option<pg_sys::SPIPlanPtr>; PARTS as usize]> = const { RefCell::new([None; PARTS as usize]) };
+    /// Where queue rows go, resolved once per backend.
+    static TARGET: RefCell<Option<Target>> = const { RefCell::new(None) };
     /// (local transaction id, part) of the last lookup without shared memory.
     static PART_CACHE: Cell<(u32, i16)> = const { Cell::new((u32::MAX, 0)) };
     static XACT_CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static WAKE_AT_COMMIT: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe extern "C-unwind" {
+    /// commands/sequence.h; `nextval()` without its per-call permission check
+    /// (the writer needs no right on ably's sequence).
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
+}
+
+/// The queue's relations and column positions, so that a row is written with
+/// `heap_insert` + `index_insert` directly: no SPI, no executor, no plan,
+/// no permission check on ably's tables (writers have no rights on them).
+#[derive(Clone, Copy)]
+struct Target {
+    sequence: pg_sys::Oid,
+    parts: [pg_sys::Oid; PARTS as usize],
+    indexes: [pg_sys::Oid; PARTS as usize],
+    /// Built once in TopMemoryContext; depends only on the index definition.
+    index_infos: [*mut pg_sys::IndexInfo; PARTS as usize],
+    /// 0-based positions of id, part, rule_id, channel, name, data, enqueued_at.
+    columns: [usize; 7],
+}
+
+const COLUMNS: [&str; 7] = ["id", "part", "rule_id", "channel", "name", "data", "enqueued_at"];
+
+fn target() -> Target {
+    if let Some(t) = TARGET.with(|t| *t.borrow()) {
+        return t;
+    }
+    let t = as_extension_owner(|| unsafe { resolve_target() });
+    TARGET.with(|cell| *cell.borrow_mut() = Some(t));
+    t
+}
+
+unsafe fn resolve_target() -> Target {
+    let rows: Vec<(pg_sys::Oid, pg_sys::Oid)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT c.oid, i.indexrelid FROM generate_series(0, 2) p \
+                 JOIN pg_catalog.pg_class c ON c.oid = format('ably.queue_%s', p)::regclass \
+                 JOIN pg_catalog.pg_index i ON i.indrelid = c.oid ORDER BY p",
+                None,
+                &[],
+            )
+            .map(|rows| rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<pg_sys::Oid>(2).ok()??))).collect())
+            .unwrap_or_default()
+    });
+    let sequence = crate::sql::select_one::<pg_sys::Oid>("SELECT 'ably.queue_id_seq'::regclass::oid", &[]);
+    let (Some(sequence), 3) = (sequence, rows.len()) else {
+        pgrx::error!("ably_pg's queue tables are missing; reinstall the extension");
+    };
+    let mut columns = [0usize; 7];
+    for (i, name) in COLUMNS.iter().enumerate() {
+        let attnum = crate::sql::select_one::<i16>(
+            "SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND NOT attisdropped",
+            &[rows[0].0.into(), (*name).into()],
+        )
+        .unwrap_or_else(|| pgrx::error!("ably_pg's queue has no column {name}; reinstall the extension"));
+        columns[i] = (attnum - 1) as usize;
+    }
+    let mut index_infos = [std::ptr::null_mut(); PARTS as usize];
+    let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+    for (i, (_, index)) in rows.iter().enumerate() {
+        let rel = pg_sys::index_open(*index, pg_sys::AccessShareLock as i32);
+        index_infos[i] = pg_sys::BuildIndexInfo(rel);
+        pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
+    }
+    pg_sys::MemoryContextSwitchTo(old);
+    pg_sys::CacheRegisterRelcacheCallback(Some(forget_target), pg_sys::Datum::from(0));
+    Target {
+        sequence,
+        parts: [rows[0].0, rows[1].0, rows[2].0],
+        indexes: [rows[0].1, rows[1].1, rows[2].1],
+        index_infos,
+        columns,
+    }
+}
+
+/// Any change to a queue relation (TRUNCATE by the worker, DROP EXTENSION)
+/// makes the backend resolve the target again.
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_target(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    TARGET.with(|t| {
+        let mut t = t.borrow_mut();
+        if let Some(target) = *t {
+            if relid == pg_sys::InvalidOid || target.parts.contains(&relid) || target.indexes.contains(&relid) {
+                *t = None;
+            }
+        }
+    });
 }
 
 /// The part writers insert into now.
@@ -55,31 +143,10 @@ fn current_part() -> i16 {
     if cached_lxid == lxid {
         return part;
     }
-    let part = crate::sql::select_one::<i16>("SELECT current_part FROM ably.queue_state", &[]).unwrap_or(0);
+    let part = as_extension_owner(|| crate::sql::select_one::<i16>("SELECT current_part FROM ably.queue_state", &[]))
+        .unwrap_or(0);
     PART_CACHE.with(|c| c.set((lxid, part)));
     part
-}
-
-unsafe fn insert_plan(part: i16) -> pg_sys::SPIPlanPtr {
-    INSERT_PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        if let Some(plan) = plans[part as usize] {
-            return plan;
-        }
-        let sql = CString::new(format!(
-            "INSERT INTO ably.queue_{part} (part, rule_id, channel, name, data) \
-             VALUES ({part}, $1, $2, $3, $4) RETURNING id"
-        ))
-        .expect("no NUL in query");
-        let mut argtypes = [pg_sys::INT8OID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::JSONOID];
-        let plan = pg_sys::SPI_prepare(sql.as_ptr(), 4, argtypes.as_mut_ptr());
-        if plan.is_null() {
-            pgrx::error!("could not prepare the ably queue insert: SPI error {}", pg_sys::SPI_result);
-        }
-        pg_sys::SPI_keepplan(plan);
-        plans[part as usize] = Some(plan);
-        plan
-    })
 }
 
 fn text_datum(s: &str) -> pg_sys::Datum {
@@ -91,41 +158,47 @@ fn text_datum(s: &str) -> pg_sys::Datum {
 /// Queues one message in the current transaction; returns its queue id.
 /// `data` is JSON text.
 pub fn enqueue_text(rule_id: Option<i64>, channel: &str, name: Option<&str>, data: &str) -> i64 {
-    enqueue_datum(rule_id, channel, name, text_datum(data))
-}
-
-/// Queues one message whose JSON data is already a `json`/`text` datum.
-pub fn enqueue_datum(rule_id: Option<i64>, channel: &str, name: Option<&str>, data: pg_sys::Datum) -> i64 {
-    let channel = text_datum(channel);
-    let name_datum = name.map(text_datum);
-    let id = as_extension_owner(|| unsafe {
-        if pg_sys::SPI_connect() < 0 {
-            pgrx::error!("could not connect to SPI");
-        }
-        let part = current_part();
-        let plan = insert_plan(part);
-        let mut values = [
-            pg_sys::Datum::from(rule_id.unwrap_or(0)),
-            channel,
-            name_datum.unwrap_or(pg_sys::Datum::from(0)),
-            data,
-        ];
-        let nulls = [
-            if rule_id.is_some() { b' ' } else { b'n' } as std::ffi::c_char,
-            b' ' as std::ffi::c_char,
-            if name_datum.is_some() { b' ' } else { b'n' } as std::ffi::c_char,
-            b' ' as std::ffi::c_char,
-        ];
-        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 1);
-        if rc != pg_sys::SPI_OK_INSERT_RETURNING as i32 {
-            pgrx::error!("could not queue the message: SPI error {rc}");
-        }
-        let table = pg_sys::SPI_tuptable;
-        let mut isnull = false;
-        let id = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut isnull);
-        pg_sys::SPI_finish();
-        id.value() as i64
-    });
+    let part = current_part();
+    let target = target();
+    let id = unsafe {
+        let id = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| nextval_internal(target.sequence, false));
+        let rel = pg_sys::table_open(target.parts[part as usize], pg_sys::RowExclusiveLock as i32);
+        let natts = (*(*rel).rd_att).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        let mut set = |column: usize, value: Option<pg_sys::Datum>| {
+            if let Some(v) = value {
+                values[target.columns[column]] = v;
+                nulls[target.columns[column]] = false;
+            }
+        };
+        set(0, Some(pg_sys::Datum::from(id)));
+        set(1, Some(pg_sys::Datum::from(part)));
+        set(2, rule_id.map(pg_sys::Datum::from));
+        set(3, Some(text_datum(channel)));
+        set(4, name.map(text_datum));
+        set(5, Some(text_datum(data)));
+        set(6, Some(pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp())));
+        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::simple_heap_insert(rel, tuple);
+        let index = pg_sys::index_open(target.indexes[part as usize], pg_sys::RowExclusiveLock as i32);
+        let mut key = [pg_sys::Datum::from(id)];
+        let mut key_null = [false];
+        pg_sys::index_insert(
+            index,
+            key.as_mut_ptr(),
+            key_null.as_mut_ptr(),
+            &mut (*tuple).t_self,
+            rel,
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO,
+            false,
+            target.index_infos[part as usize],
+        );
+        pg_sys::index_close(index, pg_sys::NoLock as i32);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        pg_sys::heap_freetuple(tuple);
+        id
+    };
     request_wake_at_commit();
     id
 }

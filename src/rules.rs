@@ -24,7 +24,6 @@ pub struct TableInfo {
     pub name: String,
     pub relkind: String,
     pub rowtype: pg_sys::Oid,
-    pub owner: pg_sys::Oid,
     pub columns: Vec<String>,
 }
 
@@ -33,7 +32,7 @@ impl TableInfo {
         Spi::connect(|client| {
             let row = client
                 .select(
-                    "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.reltype, c.relowner \
+                    "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.reltype \
                      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                      WHERE c.oid = $1",
                     Some(1),
@@ -48,7 +47,6 @@ impl TableInfo {
             let name: String = row.get(2).ok()??;
             let relkind: String = row.get(3).ok()??;
             let rowtype: pg_sys::Oid = row.get(4).ok()??;
-            let owner: pg_sys::Oid = row.get(5).ok()??;
             let columns = client
                 .select(
                     "SELECT attname::text FROM pg_catalog.pg_attribute \
@@ -59,7 +57,7 @@ impl TableInfo {
                 .ok()?
                 .filter_map(|r| r.get::<String>(1).ok().flatten())
                 .collect();
-            Some(TableInfo { relid, schema, name, relkind, rowtype, owner, columns })
+            Some(TableInfo { relid, schema, name, relkind, rowtype, columns })
         })
     }
 
@@ -160,7 +158,7 @@ fn parse_template(text: &str, what: &str) -> Template {
 /// Compiles a condition against the table's row type, so that a typo is
 /// reported now rather than at the first write.
 fn check_condition(table: &TableInfo, condition: &str) {
-    let query = queue::condition_query(condition, table.rowtype);
+    let query = queue::condition_query(condition);
     let cond = condition.to_string();
     let name = table.qualified_name();
     PgTryBuilder::new(|| {

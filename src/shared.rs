@@ -72,7 +72,6 @@ pub struct Slot {
     started_at: AtomicI64,
     messages: AtomicU64,
     requests: AtomicU64,
-    dead_letters: AtomicU64,
     last_error_at: AtomicI64,
     last_error_status: AtomicI32,
     last_error_code: AtomicI32,
@@ -179,7 +178,6 @@ impl WorkerSlot {
         slot.started_at.store(now_micros(), Ordering::Release);
         slot.messages.store(0, Ordering::Release);
         slot.requests.store(0, Ordering::Release);
-        slot.dead_letters.store(0, Ordering::Release);
         Some(WorkerSlot { index })
     }
 
@@ -204,10 +202,6 @@ impl WorkerSlot {
     pub fn count_delivery(&self, messages: u64, requests: u64) {
         self.slot().messages.fetch_add(messages, Ordering::AcqRel);
         self.slot().requests.fetch_add(requests, Ordering::AcqRel);
-    }
-
-    pub fn count_dead_letters(&self, n: u64) {
-        self.slot().dead_letters.fetch_add(n, Ordering::AcqRel);
     }
 
     /// Records the last delivery error. `message` must not contain secrets
@@ -243,7 +237,6 @@ pub struct SlotView {
     pub started_at_micros: i64,
     pub messages: u64,
     pub requests: u64,
-    pub dead_letters: u64,
     pub last_error: Option<(i64, Option<i32>, Option<i32>, String)>,
 }
 
@@ -268,7 +261,6 @@ pub fn view(dboid: pg_sys::Oid) -> Option<SlotView> {
         started_at_micros: slot.started_at.load(Ordering::Acquire),
         messages: slot.messages.load(Ordering::Acquire),
         requests: slot.requests.load(Ordering::Acquire),
-        dead_letters: slot.dead_letters.load(Ordering::Acquire),
         last_error,
     })
 }

@@ -6,7 +6,8 @@
 //! projection's tuple descriptor, the condition's saved plan) and kept until
 //! the table's relcache entry is invalidated. Per row, the trigger renders the
 //! channel and name, builds the JSON with PostgreSQL's own `row_to_json` (so
-//! every type is rendered exactly as in SQL), and runs one saved INSERT.
+//! every type is rendered exactly as in SQL), and appends one queue row
+//! (src/queue.rs writes it with heap_insert + index_insert, no SPI).
 
 use crate::channel::{Segment, Template};
 use crate::errors::{raise, Code};
@@ -186,7 +187,7 @@ unsafe fn compile(rule_id: i64, relation: pg_sys::Relation) -> &'static Compiled
     pg_sys::MemoryContextSwitchTo(old_context);
 
     let condition = condition.map(|condition| {
-        let sql = CString::new(queue::condition_query(&condition, (*(*relation).rd_rel).reltype)).unwrap_or_else(|_| {
+        let sql = CString::new(queue::condition_query(&condition)).unwrap_or_else(|_| {
             raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, "condition contains a NUL byte", "")
         });
         let mut argtypes = [(*(*relation).rd_rel).reltype];

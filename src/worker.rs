@@ -35,6 +35,13 @@ use std::time::{Duration, Instant};
 /// without a configuration reload (a revoked key may be re-enabled).
 const AUTH_RETRY: Duration = Duration::from_secs(60);
 
+/// Batches of one channel sent one after the other in a round (a "chain"),
+/// so a single busy channel is not limited to one request per round.
+const CHAIN: usize = 8;
+
+/// Queue rotation and truncation are checked at most this often.
+const MAINTENANCE_EVERY: Duration = Duration::from_millis(250);
+
 pub fn register() {
     for (index, database) in guc::databases().iter().enumerate().take(shared::MAX_DATABASES) {
         BackgroundWorkerBuilder::new(&format!("ably_pg worker for {database}"))
@@ -69,6 +76,12 @@ struct Settled {
     split: Vec<i64>,
 }
 
+impl Settled {
+    fn is_pending(&self) -> bool {
+        !(self.delivered.is_empty() && self.dead.is_empty() && self.split.is_empty())
+    }
+}
+
 struct Worker {
     slot: WorkerSlot,
     id_prefix: String,
@@ -83,6 +96,7 @@ struct Worker {
     part: i16,
     rotated_id: i64,
     loaded: bool,
+    last_maintenance: Instant,
 }
 
 #[pg_guard]
@@ -109,6 +123,7 @@ pub extern "C-unwind" fn ably_pg_worker_main(_arg: pg_sys::Datum) {
         part: 0,
         rotated_id: 0,
         loaded: false,
+        last_maintenance: Instant::now(),
     };
     worker.run();
     worker.slot.release();
@@ -147,12 +162,11 @@ impl Worker {
             self.slot.set_state(WorkerState::Standby);
             return poll_interval().max(Duration::from_secs(1));
         }
-        if !in_transaction(extension_installed) {
-            self.slot.set_state(WorkerState::NoExtension);
-            self.loaded = false;
-            return poll_interval().max(Duration::from_secs(1));
-        }
         if !self.loaded {
+            if !in_transaction(extension_installed) {
+                self.slot.set_state(WorkerState::NoExtension);
+                return poll_interval().max(Duration::from_secs(1));
+            }
             in_transaction(|| self.load());
         }
         if !self.ensure_publisher() {
@@ -167,22 +181,40 @@ impl Worker {
             self.paused_since = None;
         }
 
-        let fresh = in_transaction(|| self.settle_and_read());
-        in_transaction(|| self.maintain_queue());
+        // Ask to be woken before looking: a commit after the look sets the latch.
+        self.slot.set_wants_wake(true);
+        if self.settled.is_pending() {
+            in_transaction(|| self.settle());
+        }
+        in_transaction(|| self.read());
+        if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+            in_transaction(|| self.maintain_queue());
+            self.last_maintenance = Instant::now();
+        }
 
+        // Per channel, the oldest pending batches while they are ready (up
+        // to CHAIN); a channel whose oldest batch waits sends nothing.
         let now = Instant::now();
-        let mut busy = HashSet::new();
-        let mut ready = Vec::new();
+        let mut chains: Vec<Vec<Batch>> = Vec::new();
+        let mut chain_of: HashMap<&str, Option<usize>> = HashMap::new();
         for (key, batch) in &self.pending {
-            // one batch per channel per round, the oldest first
-            if !busy.insert(batch.channel.clone()) {
+            let slot = chain_of.entry(batch.channel.as_str()).or_insert_with(|| {
+                let blocked = self.channel_backoff.get(&batch.channel).is_some_and(|t| *t > now);
+                (!blocked).then(|| {
+                    chains.push(Vec::new());
+                    chains.len() - 1
+                })
+            });
+            let Some(index) = *slot else { continue };
+            let chain = &mut chains[index];
+            if batch.not_before > now || chain.len() >= CHAIN {
+                *slot = None;
                 continue;
             }
-            let blocked = self.channel_backoff.get(&batch.channel).is_some_and(|t| *t > now);
-            if batch.not_before <= now && !blocked {
-                ready.push(Batch { key: *key, channel: batch.channel.clone(), messages: batch.messages.clone() });
-            }
+            chain.push(Batch { key: *key, channel: batch.channel.clone(), messages: batch.messages.clone() });
         }
+        chains.retain(|c| !c.is_empty());
+        let ready = chains;
         if ready.is_empty() {
             let next = self
                 .pending
@@ -200,7 +232,6 @@ impl Worker {
         // Busy: the next round starts right after this one, no wake-ups needed.
         self.slot.set_wants_wake(false);
         self.publish(ready);
-        let _ = fresh;
         Duration::ZERO
     }
 
@@ -292,9 +323,12 @@ impl Worker {
         }
     }
 
-    /// Step 1 of a round (see the module comment). Returns whether new
-    /// batches were formed.
-    fn settle_and_read(&mut self) -> bool {
+    /// Step 1a: applies last round's outcomes. Committed without waiting for
+    /// the WAL flush: if a crash loses it, the batches are simply re-sent
+    /// with their recorded ids and Ably drops the duplicates (the next
+    /// batch record's synchronous commit flushes it anyway).
+    fn settle(&mut self) {
+        Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
         let settled = std::mem::take(&mut self.settled);
         if !settled.delivered.is_empty() {
             let ids: Vec<i64> = settled
@@ -322,7 +356,6 @@ impl Worker {
             )
             .expect("move to dead letters");
             Spi::run_with_args("DELETE FROM ably.batches WHERE id = $1", &[key.into()]).expect("delete dead batch");
-            self.slot.count_dead_letters(batch.queue_ids.len() as u64);
             warning!("ably_pg: {} message(s) on channel {} moved to ably.dead_letters: {error}", batch.queue_ids.len(), batch.channel);
         }
         for key in settled.split {
@@ -331,6 +364,11 @@ impl Worker {
             }
         }
 
+    }
+
+    /// Step 1b: reads new rows, forms batches and records them; this commit
+    /// is synchronous, so a batch is durable before it is sent.
+    fn read(&mut self) {
         // New rows, oldest first, of channels with no batch in flight.
         let now = Instant::now();
         self.channel_backoff.retain(|_, t| *t > now);
@@ -345,7 +383,7 @@ impl Worker {
             &[skip.into(), limit.into()],
         );
         if rows.is_empty() {
-            return false;
+            return;
         }
         let mut by_channel: Vec<(String, Vec<Row>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -360,21 +398,22 @@ impl Worker {
         let mut formed: Vec<(String, Vec<Row>)> = Vec::new();
         for (channel, rows) in by_channel {
             let count = if self.single.contains(&channel) { 1 } else { batch_size };
-            let sizes = rows.iter().map(|r| publisher::message_size(r.name.as_deref(), &r.data));
-            let first = publisher::chunk_by_size(sizes, max_bytes, count).into_iter().next().unwrap_or(0..0);
-            let rows: Vec<Row> = rows.into_iter().take(first.end).collect();
-            formed.push((channel, rows));
+            let sizes: Vec<usize> = rows.iter().map(|r| publisher::message_size(r.name.as_deref(), &r.data)).collect();
+            let mut rows = rows.into_iter();
+            for chunk in publisher::chunk_by_size(sizes, max_bytes, count).into_iter().take(CHAIN) {
+                formed.push((channel.clone(), rows.by_ref().take(chunk.len()).collect()));
+            }
         }
-        let keys: Vec<i64> = Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT nextval('ably.batch_id_seq') FROM generate_series(1, $1)",
-                    None,
-                    &[(formed.len() as i32).into()],
-                )
-                .map(|rows| rows.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect())
-                .expect("batch ids")
-        });
+        // One sequence call for the whole round: the worker is the only
+        // user of ably.batch_id_seq.
+        let last = Spi::get_one_with_args::<i64>(
+            "SELECT setval('ably.batch_id_seq', nextval('ably.batch_id_seq') + $1 - 1)",
+            &[(formed.len() as i64).into()],
+        )
+        .ok()
+        .flatten()
+        .expect("batch ids");
+        let keys: Vec<i64> = (last - formed.len() as i64 + 1..=last).collect();
         let mut channels = Vec::with_capacity(formed.len());
         let mut members = Vec::with_capacity(formed.len());
         for ((channel, rows), key) in formed.into_iter().zip(keys.iter().copied()) {
@@ -395,7 +434,6 @@ impl Worker {
             &[keys.into(), channels.into(), members.into()],
         )
         .expect("record batches");
-        true
     }
 
     /// Rotation and truncation of queue parts (see src/queue.rs).
@@ -417,6 +455,12 @@ impl Worker {
                 self.slot.set_part(next);
             }
         }
+        // ably.batches churns by a row per batch; with nothing in flight
+        // it can be emptied wholesale (only this worker writes it).
+        let batch_bytes = select_one::<i64>("SELECT pg_relation_size('ably.batches')", &[]).unwrap_or(0);
+        if self.pending.is_empty() && batch_bytes > 1 << 20 {
+            truncate_if_empty("ably.batches");
+        }
         for part in 0..PARTS {
             if part == self.part {
                 continue;
@@ -426,35 +470,30 @@ impl Worker {
             if size == 0 {
                 continue;
             }
-            let relid = select_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid"), &[]);
-            let Some(relid) = relid else { continue };
-            // Never wait: a writer that still inserts here holds a lock.
-            let locked = unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::AccessExclusiveLock as i32) };
-            if !locked {
-                continue;
-            }
-            let empty = select_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM {name})"), &[]).unwrap_or(false);
-            if empty {
-                Spi::run(&format!("TRUNCATE {name}")).expect("truncate queue part");
-                debug1!("ably_pg: truncated {name}");
-            }
+            truncate_if_empty(&name);
         }
     }
 
     /// Step 2 of a round: send and wait for every outcome.
-    fn publish(&mut self, ready: Vec<Batch>) {
+    fn publish(&mut self, ready: Vec<Vec<Batch>>) {
         let Some((_, publisher)) = self.publisher.as_ref() else { return };
         let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
-        // Spread batches over the threads, then let each bucket use batch
-        // publish when it holds several channels.
-        let mut buckets: Vec<Vec<Batch>> = (0..threads.min(ready.len())).map(|_| Vec::new()).collect();
-        let n = buckets.len();
-        for (i, batch) in ready.into_iter().enumerate() {
-            buckets[i % n].push(batch);
+        // A channel with several batches is a chain (sent in order by one
+        // thread); single batches are spread over the threads, and each
+        // bucket uses batch publish when it holds several channels.
+        let (chains, singles): (Vec<Vec<Batch>>, Vec<Vec<Batch>>) = ready.into_iter().partition(|c| c.len() > 1);
+        let mut jobs: Vec<Job> = chains.into_iter().map(Job::Chain).collect();
+        let singles: Vec<Batch> = singles.into_iter().flatten().collect();
+        if !singles.is_empty() {
+            let mut buckets: Vec<Vec<Batch>> = (0..threads.min(singles.len())).map(|_| Vec::new()).collect();
+            let n = buckets.len();
+            for (i, batch) in singles.into_iter().enumerate() {
+                buckets[i % n].push(batch);
+            }
+            jobs.extend(buckets.into_iter().flat_map(publisher::pack));
         }
-        let jobs: Vec<Job> = buckets.into_iter().flat_map(publisher::pack).collect();
         let mut outstanding = jobs.len();
-        let requests = jobs.len() as u64;
+        let requests = jobs.iter().map(|j| if let Job::Chain(c) = j { c.len() as u64 } else { 1 }).sum();
         publisher.submit(jobs);
         let mut outcomes = Vec::new();
         while outstanding > 0 {
@@ -475,6 +514,9 @@ impl Worker {
         let mut state = WorkerState::Running;
         for (key, outcome) in outcomes {
             let Some(batch) = self.pending.get_mut(&key) else { continue };
+            if let Some(error) = outcome.error() {
+                self.slot.set_error(error.status, error.code, &error.message);
+            }
             match outcome {
                 Outcome::Delivered => {
                     delivered_messages += batch.messages.len() as u64;
@@ -487,7 +529,6 @@ impl Worker {
                     batch.attempts += 1;
                     batch.not_before = Instant::now() + publisher::backoff(batch.attempts);
                     state = WorkerState::BackingOff;
-                    self.slot.set_error(error.status, error.code, &error.message);
                     log!("ably_pg: publish to channel {} failed, will retry: {error}", batch.channel);
                 }
                 Outcome::RateLimited { error } => {
@@ -495,16 +536,15 @@ impl Worker {
                     let until = Instant::now() + publisher::backoff(batch.attempts).max(Duration::from_millis(100));
                     self.channel_backoff.insert(batch.channel.clone(), until);
                     state = WorkerState::BackingOff;
-                    self.slot.set_error(error.status, error.code, &error.message);
+                    debug1!("ably_pg: channel {} rate limited: {error}", batch.channel);
                 }
                 Outcome::AuthFailed { error } => {
                     self.paused_since = Some(Instant::now());
                     state = WorkerState::PausedAuth;
-                    self.slot.set_error(error.status, error.code, &error.message);
                     warning!("ably_pg: delivery paused, Ably refused the credentials: {error}");
                 }
+                Outcome::NotSent => batch.not_before = Instant::now(),
                 Outcome::Rejected { error } => {
-                    self.slot.set_error(error.status, error.code, &error.message);
                     if batch.messages.len() == 1 {
                         self.settled.dead.push((key, error));
                     } else {
@@ -519,6 +559,19 @@ impl Worker {
         }
         self.slot.set_state(state);
         self.slot.count_delivery(delivered_messages, requests);
+    }
+}
+
+/// TRUNCATEs `table` if it holds no row and can be locked without waiting
+/// (a writer still inserting into an old queue part holds a lock on it).
+fn truncate_if_empty(table: &str) {
+    let Some(relid) = select_one::<pg_sys::Oid>(&format!("SELECT '{table}'::regclass::oid"), &[]) else { return };
+    if !unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::AccessExclusiveLock as i32) } {
+        return;
+    }
+    if select_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), &[]).unwrap_or(false) {
+        Spi::run(&format!("TRUNCATE {table}")).expect("truncate");
+        debug1!("ably_pg: truncated {table}");
     }
 }
 

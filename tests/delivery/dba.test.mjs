@@ -50,7 +50,7 @@ test('the queue rotates and truncates drained parts instead of bloating', async 
     );
     const others = rows.filter((r) => r.p !== after[0].current_part);
     return others.some((r) => Number(r.size) <= 16384) && rows;
-  }, { what: 'a drained part truncated' });
+  }, { timeout: 90000, what: 'a drained part truncated' });
   assert.ok(sizes.length === 3);
   await s.query(`ALTER SYSTEM RESET ably.queue_rotate_rows`);
   await s.query(`SELECT pg_reload_conf()`);
