@@ -41,6 +41,7 @@ thread_local! {
     /// (local transaction id, part) of the last lookup without shared memory.
     static PART_CACHE: Cell<(u32, i16)> = const { Cell::new((u32::MAX, 0)) };
     static XACT_CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static TARGET_CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static WAKE_AT_COMMIT: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -109,7 +110,11 @@ unsafe fn resolve_target() -> Target {
         pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
     }
     pg_sys::MemoryContextSwitchTo(old);
-    pg_sys::CacheRegisterRelcacheCallback(Some(forget_target), pg_sys::Datum::from(0));
+    // The callback list has a handful of slots for the whole backend:
+    // register once, however often the target is resolved again.
+    if !TARGET_CALLBACK_REGISTERED.with(|r| r.replace(true)) {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_target), pg_sys::Datum::from(0));
+    }
     Target {
         sequence,
         parts: [rows[0].0, rows[1].0, rows[2].0],

@@ -292,6 +292,19 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_backend_survives_many_queue_invalidations() {
+        // Each TRUNCATE of a queue part invalidates the backend's cached
+        // queue target; resolving it again must not use up a callback slot.
+        setup_chat();
+        run("SELECT ably.publish_table('messages', 'chat:{room_id}')");
+        for i in 0..25 {
+            run("TRUNCATE ably.queue_2");
+            run(&format!("INSERT INTO messages (room_id, author) VALUES ({i}, 'loop')"));
+        }
+        assert_eq!(one::<i64>("SELECT count(*) FROM ably.queue WHERE name = 'messages.insert'"), Some(25));
+    }
+
+    #[pg_test]
     fn rules_are_dumped_and_queue_is_wal_logged() {
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'ably_pg' AND c = 'ably.rules'::regclass"),
