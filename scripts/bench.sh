@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The benchmarks, from a fresh machine: `make bench` (or scripts/bench.sh
+# --quick for a smoke run of a few minutes). Builds and installs ably_pg and
+# the local Ably-compatible server in release mode, then runs bench/run.mjs,
+# which starts its own private cluster and server, prints a table and writes
+# the figures to bench/results.json (or --out FILE). See bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+bash scripts/bootstrap.sh
+
+step "Installing ably_pg (release) into PostgreSQL 15 and building the local Ably server (release)"
+cargo pgrx install --release --pg-config "$PG_CONFIG"
+cargo build --release -p ably-server
+export ABLY_SERVER_BIN="${ABLY_SERVER_BIN:-$PWD/target/release/ably-server}"
+
+step "Benchmark dependencies"
+(cd bench && npm ci --no-audit --no-fund)
+
+step "Benchmark"
+export BENCH_COMMAND="${BENCH_COMMAND:-scripts/bench.sh${*:+ $*}}"
+node bench/run.mjs "$@"
