@@ -80,7 +80,10 @@ export async function benchStack(settings = {}) {
             failed: num(/number of failed transactions: (\d+)/) ?? 0,
             latencyMs: num(/latency average = ([\d.]+) ms/),
           };
-          if (code !== 0 || result.tps === null) reject(new Error(`pgbench exited with ${code}: ${err.trim() || out.trim()}`));
+          // Clients that lost their connection end the run early; pgbench
+          // still prints what it did, and the benchmark reports it.
+          if (code !== 0) result.aborted = err.trim().split('\n').slice(0, 5).join('\n');
+          if (result.tps === null) reject(new Error(`pgbench exited with ${code}: ${err.trim() || out.trim()}`));
           else resolve(result);
         });
       });

@@ -6,7 +6,10 @@
 //
 //   node bench/run.mjs [--quick] [--out FILE] [--only write,delivery,steady,idle]
 //
-// Progress goes to stderr, the table to stdout. See bench/RESULTS.md.
+// Uses the installed ably_pg and target/release/ably-server (scripts/bench.sh
+// builds both); PG_BIN and ABLY_SERVER_BIN point elsewhere, and BENCH_COMMIT
+// names the source of an extension not built from this checkout. Progress
+// goes to stderr, the tables to stdout. See bench/RESULTS.md.
 
 import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -257,6 +260,11 @@ export function report(r) {
   if (r.idle) {
     out += `\n### Idle cost\n\nWorker CPU over ${r.idle.seconds.toFixed(0)} s with no writes: ${r.idle.cpuMs.toFixed(0)} ms (${r.idle.cpuPercent.toFixed(3)} % of one core), ${r.idle.mainThreadWakeupsPerSecond.toFixed(1)} wake-ups/s.\n`;
   }
+  const aborted = [
+    ...(r.writePath?.runs ?? []).filter((x) => x.aborted).map((x) => `write path, ${x.variant}, ${x.clients} clients, round ${x.round + 1}: ${x.aborted}`),
+    ...(r.steady ?? []).flatMap((x) => x.aborted.map((a) => `steady ${x.targetRate}/s: ${a}`)),
+  ];
+  if (aborted.length) out += `\n### pgbench runs that ended early\n\n${aborted.map((a) => `- ${a.replaceAll('\n', ' / ')}`).join('\n')}\n`;
   out += `\nTotal time: ${(r.elapsedSeconds / 60).toFixed(1)} min.\n`;
   return out;
 }

@@ -31,7 +31,7 @@ async function subscriber(h, { channels, table, capacity }) {
  * queue size every `sampleEvery` seconds during the run, while it drains and
  * `settleSeconds` after.
  */
-export async function steadyRun(h, { table, rate, seconds, channels, sampleEvery, settleSeconds, log }) {
+export async function steadyRun(h, { table, rate, seconds, segmentSeconds = 60, channels, sampleEvery, settleSeconds, log }) {
   // The worker notices a new CREATE EXTENSION on its next poll; wait until
   // it has delivered a message, so the run measures delivery, not start-up.
   await waitFor(async () => (await h.status()).state === 'running', { what: 'the worker to run' });
@@ -54,9 +54,17 @@ export async function steadyRun(h, { table, rate, seconds, channels, sampleEvery
     }
   })();
   try {
+    // Long runs are cut into segments of fresh pgbench connections, so that
+    // a problem tied to a connection's lifetime shortens one segment (and is
+    // reported) instead of ending the run.
     const file = h.script('steady.pgbench', { table, channels });
-    const bench = await h.pgbench({ file, clients: 8, seconds, rate });
+    const segments = [];
+    for (let left = seconds; left > 0; left -= segmentSeconds) {
+      segments.push(await h.pgbench({ file, clients: 8, seconds: Math.min(segmentSeconds, left), rate }));
+    }
     const writtenSeconds = (now() - t0) / 1000;
+    const bench = { tps: segments.reduce((a, x) => a + x.transactions, 0) / writtenSeconds };
+    const aborted = segments.filter((x) => x.aborted).map((x) => x.aborted);
     const written = Number((await h.one(`SELECT count(*) AS n FROM ${table}`)).n);
     log(`steady ${rate}/s: ${written} messages written at ${bench.tps.toFixed(0)} tps, waiting for delivery`);
     const deadline = now() + 300000;
@@ -96,6 +104,8 @@ export async function steadyRun(h, { table, rate, seconds, channels, sampleEvery
       seconds,
       channels,
       achievedTps: bench.tps,
+      segments: segments.length,
+      aborted,
       written,
       received: sub.count(),
       missing,
