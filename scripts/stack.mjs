@@ -1,6 +1,9 @@
 // The local stack every test, the demo and the benchmarks run on: a private
-// PostgreSQL 15 cluster with ably_pg preloaded and the local Ably-compatible
+// PostgreSQL cluster with ably_pg preloaded and the local Ably-compatible
 // server, both on free loopback ports, both torn down by stop().
+//
+// PostgreSQL runs from the private installation scripts/pgtree.sh made for
+// the major version in $PG (default 15): target/pg/<major>, or PG_BIN.
 //
 // As a library: `import { startStack } from './stack.mjs'`.
 // As a command: `node scripts/stack.mjs` starts the stack, prints its
@@ -14,7 +17,11 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
-const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
+/** The PostgreSQL major version under test. */
+export const PG_MAJOR = process.env.PG ?? '15';
+/** Binaries of the private installation with ably_pg packaged into it. */
+export const PG_BIN = process.env.PG_BIN
+  ?? join(ROOT, 'target', `pg/${PG_MAJOR}${process.env.PG_PROFILE === 'release' ? '-release' : ''}`, { 15: 'lib/postgresql/15/bin', 16: 'pgserver/pginstall/bin', 18: 'embedded_postgres/pginstall/bin' }[PG_MAJOR]);
 export const TEST_KEY = 'appId.keyId:local-test-secret';
 
 export function freePort() {

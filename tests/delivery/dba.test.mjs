@@ -5,7 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { stack, history, waitFor, queueDepth, status } from './helpers.mjs';
-import { Cluster } from '../../scripts/stack.mjs';
+import { Cluster, PG_BIN } from '../../scripts/stack.mjs';
+import { join } from 'node:path';
 
 let s;
 before(async () => {
@@ -58,8 +59,8 @@ test('the queue rotates and truncates drained parts instead of bloating', async 
 
 test('pg_dump and pg_restore keep the rules; DROP EXTENSION removes every trigger it made', async () => {
   await s.query(`CREATE DATABASE restored`);
-  const dump = execFileSync('/usr/lib/postgresql/15/bin/pg_dump', ['-h', '127.0.0.1', '-p', String(s.cluster.port), '-U', 'postgres', '-Fc', 'postgres']);
-  execFileSync('/usr/lib/postgresql/15/bin/pg_restore', ['-h', '127.0.0.1', '-p', String(s.cluster.port), '-U', 'postgres', '-d', 'restored'], { input: dump });
+  const dump = execFileSync(join(PG_BIN, 'pg_dump'), ['-h', '127.0.0.1', '-p', String(s.cluster.port), '-U', 'postgres', '-Fc', 'postgres']);
+  execFileSync(join(PG_BIN, 'pg_restore'), ['-h', '127.0.0.1', '-p', String(s.cluster.port), '-U', 'postgres', '-d', 'restored'], { input: dump });
   const rules = s.cluster.psql(`SELECT relid::text || ' ' || channel FROM ably.rules ORDER BY id`, 'restored').trim();
   assert.equal(rules, 'items items');
   s.cluster.psql(`INSERT INTO items VALUES (424242, 'restored')`, 'restored');
