@@ -1,8 +1,24 @@
 -- Privileges and housekeeping that need every function to exist first.
 
--- Application events outside row changes: granted explicitly, e.g.
---   GRANT EXECUTE ON FUNCTION ably.publish(text, text, jsonb) TO app;
+-- Publishing is a right a DBA grants: members of ably_publisher may declare
+-- rules on tables they own and queue application events, e.g.
+--   GRANT ably_publisher TO app;
+-- (and ably.grant_channels() can narrow the channels each role may target).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'ably_publisher') THEN
+        CREATE ROLE ably_publisher NOLOGIN;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION ably.publish_table(regclass, text, text[], text, text[], text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION ably.unpublish_table(regclass, bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.publish(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ably.publish_table(regclass, text, text[], text, text[], text) TO ably_publisher;
+GRANT EXECUTE ON FUNCTION ably.unpublish_table(regclass, bigint) TO ably_publisher;
+GRANT EXECUTE ON FUNCTION ably.publish(text, text, jsonb) TO ably_publisher;
+REVOKE EXECUTE ON FUNCTION ably.grant_channels(regrole, text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION ably.revoke_channels(regrole, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.create_token_request(text, jsonb, interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.retry_dead_letters(bigint[]) FROM PUBLIC;
 -- EXECUTE on a trigger function is checked when a trigger is created, not
@@ -13,13 +29,16 @@ REVOKE EXECUTE ON FUNCTION ably.adopt_triggers() FROM PUBLIC;
 
 -- Dropping a published table drops its triggers; drop its rules too.
 CREATE FUNCTION ably.forget_dropped_tables() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    DELETE FROM ably.rules r
-     USING pg_catalog.pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_catalog.pg_class'::regclass
-       AND d.objsubid = 0
-       AND d.objid = r.relid::oid;
+    WITH gone AS (
+        DELETE FROM ably.rules r
+         USING pg_catalog.pg_event_trigger_dropped_objects() d
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.objsubid OPERATOR(pg_catalog.=) 0
+           AND d.objid OPERATOR(pg_catalog.=) r.relid::pg_catalog.oid
+        RETURNING r.id)
+    DELETE FROM ably.conditions c USING gone WHERE c.rule_id OPERATOR(pg_catalog.=) gone.id;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION ably.forget_dropped_tables() FROM PUBLIC;

@@ -1,6 +1,21 @@
 -- ably_pg catalog: publish rules, the durable queue, in-flight batches and
 -- dead letters. Loaded first (bootstrap) by CREATE EXTENSION.
 --
+-- Everything ably_pg runs with more rights than its caller lives in schema
+-- ably, so that schema must not belong to anyone who could plant objects in
+-- it (CREATE EXTENSION reuses an existing schema of that name).
+DO $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_namespace n
+              JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+             WHERE n.nspname OPERATOR(pg_catalog.=) 'ably') THEN
+        RAISE EXCEPTION 'schema ably already exists and is not owned by a superuser'
+            USING ERRCODE = '42501',
+                  HINT = 'Drop or rename that schema (or make a superuser its owner), then CREATE EXTENSION ably_pg again.';
+    END IF;
+END
+$$;
+--
 -- Everything here is WAL-logged: a committed queue entry survives a crash.
 -- Only ably.rules is user configuration and is dumped by pg_dump; the queue is
 -- transient state and is deliberately not dumped.
@@ -20,8 +35,40 @@ CREATE TABLE ably.rules (
                AND events <@ ARRAY['insert', 'update', 'delete', 'truncate']::text[])
 );
 CREATE INDEX rules_relid_idx ON ably.rules (relid);
-SELECT pg_catalog.pg_extension_config_dump('ably.rules', '');
+-- Dumped with the database, but only rules of tables that exist and are not
+-- temporary, so that no stale rule can ever make a dump fail to restore.
+SELECT pg_catalog.pg_extension_config_dump('ably.rules',
+    'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c
+                    WHERE c.oid OPERATOR(pg_catalog.=) relid::pg_catalog.oid
+                      AND c.relpersistence OPERATOR(pg_catalog.<>) ''t'')');
 SELECT pg_catalog.pg_extension_config_dump('ably.rules_id_seq', '');
+
+-- Rule conditions as PostgreSQL parsed them (like a CHECK constraint's
+-- pg_node_tree): compiled when the rule's trigger is created, as the table's
+-- owner with search_path pinned, and evaluated from here with no name
+-- look-up (src/condition.rs). Not dumped: restoring a rule recreates its
+-- trigger, which compiles the condition again in the new database.
+-- system_identifier marks trees copied to another cluster (pg_upgrade),
+-- whose object ids differ; those are compiled again before use.
+CREATE TABLE ably.conditions (
+    rule_id           bigint       PRIMARY KEY,
+    expr              pg_node_tree NOT NULL,
+    system_identifier bigint       NOT NULL
+);
+
+-- Which channels each role's rules and ably.publish() may target (Ably
+-- capability resource patterns: '*', 'ns:*' or a channel name). A role to
+-- which no grant applies may target whatever ably.key_capability allows.
+-- Managed with ably.grant_channels() / ably.revoke_channels(); dumped.
+CREATE TABLE ably.channel_grants (
+    role        regrole     NOT NULL,
+    pattern     text        NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role, pattern)
+);
+SELECT pg_catalog.pg_extension_config_dump('ably.channel_grants',
+    'WHERE EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid)');
 
 -- The queue: one row per message to publish, written by the row trigger in
 -- the writer's transaction. Partitioned into three rotating parts so that

@@ -4,7 +4,7 @@
 
 use crate::errors::{raise, Code};
 use crate::guc;
-use crate::token::{self, ApiKey, TokenParams};
+use crate::token::{self, ApiKey, TokenError, TokenParams};
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
@@ -58,10 +58,15 @@ fn create_token_request(
     };
     match token::create_token_request(&key, &params, key_capability.as_ref()) {
         Ok(request) => pgrx::JsonB(serde_json::to_value(request).expect("a token request serializes")),
-        Err(e) => raise(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("cannot create token request: {e}"),
-            "Capabilities look like {\"chat:*\": [\"subscribe\", \"presence\"]} and must stay within ably.key_capability; ttl is at most 24 hours.",
-        ),
+        Err(e) => {
+            let hint = match e {
+                TokenError::EmptyClientId | TokenError::ControlCharacterInClientId | TokenError::ClientIdTooLong(_) => {
+                    "Pass the user's id as client_id: printable text without line breaks, at most 256 characters (NULL for an anonymous token)."
+                }
+                TokenError::TtlOutOfRange(_) => "ttl is at most 24 hours, e.g. '1 hour'.",
+                _ => "Capabilities look like {\"chat:*\": [\"subscribe\", \"presence\"]} and must stay within ably.key_capability.",
+            };
+            raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, format!("cannot create token request: {e}"), hint)
+        }
     }
 }

@@ -19,6 +19,33 @@ pub fn channel_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether an Ably capability resource pattern covers a channel: equal, `*`
+/// or `[*]*` (every channel), or `ns:*` covering every name that starts
+/// with `ns:` (also `ns:*` itself and `ns:a:b`). Other qualified patterns
+/// (`[…]name`) only cover themselves.
+pub fn pattern_covers(pattern: &str, channel: &str) -> bool {
+    if pattern == channel || pattern == "*" || pattern == "[*]*" {
+        return true;
+    }
+    match pattern.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with(':') && !prefix.starts_with('[') => channel.starts_with(prefix),
+        _ => false,
+    }
+}
+
+/// Why a capability resource pattern is not one ably_pg accepts.
+pub fn pattern_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.is_empty() {
+        Some("it is empty")
+    } else if pattern.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if pattern.contains('*') && !(pattern == "*" || pattern == "[*]*" || (pattern.ends_with(":*") && pattern.matches('*').count() == 1)) {
+        Some("a wildcard is only allowed as '*' or at the end of a namespace, as in 'chat:*'")
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
     Literal(String),
@@ -96,6 +123,30 @@ impl Template {
         })
     }
 
+    /// The literal text every rendering starts with.
+    pub fn static_prefix(&self) -> &str {
+        match self.segments.first() {
+            Some(Segment::Literal(l)) => l,
+            _ => "",
+        }
+    }
+
+    /// Whether every channel this template can render is covered by
+    /// `pattern`: a static template by matching, a templated one only by a
+    /// pattern that covers anything after its literal prefix.
+    pub fn fits(&self, pattern: &str) -> bool {
+        if let Some(text) = self.static_text() {
+            return pattern_covers(pattern, &text);
+        }
+        if pattern == "*" || pattern == "[*]*" {
+            return true;
+        }
+        match pattern.strip_suffix('*') {
+            Some(prefix) if prefix.ends_with(':') && !prefix.starts_with('[') => self.static_prefix().starts_with(prefix),
+            _ => false,
+        }
+    }
+
     /// Checks what can be checked before any row exists: a static name must
     /// be valid, and the literal parts of a templated one must not make every
     /// rendering invalid.
@@ -151,5 +202,21 @@ mod unit_tests {
         assert!(channel_name_problem("a\nb").is_some());
         assert_eq!(Template::parse(":{id}").unwrap().channel_problem(), Some("it starts with ':'"));
         assert!(Template::parse("{id}").unwrap().channel_problem().is_none());
+    }
+
+    #[test]
+    fn templates_fit_patterns_only_when_every_rendering_does() {
+        let fits = |t: &str, p: &str| Template::parse(t).unwrap().fits(p);
+        assert!(fits("chat:{room_id}", "chat:*"));
+        assert!(fits("chat:{room_id}", "*"));
+        assert!(!fits("chat{room_id}", "chat:*"));
+        assert!(!fits("{author}", "chat:*"));
+        assert!(!fits("chat:{room_id}", "chat:1"));
+        assert!(fits("chat:1", "chat:1"));
+        assert!(fits("chat:1", "chat:*"));
+        assert!(!fits("chatter", "chat:*"));
+        assert!(pattern_problem("chat:*").is_none());
+        assert!(pattern_problem("ch*at").is_some());
+        assert!(pattern_problem("a\nb").is_some());
     }
 }

@@ -3,7 +3,7 @@
 //! with the reason, never dropped; `ably.retry_dead_letters()` queues them
 //! again once the cause is fixed (for example a larger account limit).
 
-use crate::owner::as_extension_owner;
+use crate::identity::as_extension_owner;
 use crate::queue;
 use pgrx::prelude::*;
 
@@ -22,8 +22,9 @@ fn retry_dead_letters(ids: Option<Vec<Option<i64>>>) -> i64 {
         Spi::connect_mut(|client| {
             client
                 .update(
-                    "DELETE FROM ably.dead_letters WHERE ($1::bigint[] IS NULL OR id = ANY ($1)) AND channel IS NOT NULL \
-                     RETURNING id, rule_id, channel, name, data::text",
+                    "DELETE FROM ably.dead_letters \
+                     WHERE ($1::pg_catalog.int8[] IS NULL OR id OPERATOR(pg_catalog.=) ANY ($1)) AND channel IS NOT NULL \
+                     RETURNING id, rule_id, channel, name, data::pg_catalog.text",
                     None,
                     &[ids.clone().into()],
                 )

@@ -9,18 +9,24 @@
 use pgrx::prelude::*;
 
 mod auth;
+mod catalog;
 mod channel;
+mod condition;
+mod ddl;
 mod dead_letters;
 mod errors;
+mod grants;
 mod guc;
-mod owner;
+mod identity;
 mod publisher;
 mod queue;
 mod redact;
+mod rule_store;
 mod rules;
 mod shared;
 mod sql;
 mod status;
+mod store;
 mod token;
 mod trigger;
 mod worker;

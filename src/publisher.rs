@@ -311,8 +311,8 @@ pub enum Outcome {
     Retry { error: PublishError },
     /// 429 or a 429xx code: back off this channel only.
     RateLimited { error: PublishError },
-    /// 401/403 or a 401xx/403xx code (bad key, token error, capability
-    /// denied): nothing will succeed until the configuration changes.
+    /// A credential error (401 with a code in 40100–40149: bad, expired or
+    /// revoked key): nothing will succeed until the configuration changes.
     AuthFailed { error: PublishError },
     /// Any other 4xx (too large, bad channel name, bad id or data…):
     /// resending will fail the same way.
@@ -339,10 +339,18 @@ impl Outcome {
     fn from_error(error: PublishError) -> Outcome {
         let class = error.code.map(|c| c / 100);
         let is = |s: u16| error.status == Some(s) || class == Some(u32::from(s));
+        let code = error.code.unwrap_or(0);
         if is(429) {
             Outcome::RateLimited { error }
-        } else if is(401) || is(403) {
+        } else if (40160..=40169).contains(&code) {
+            // The key may not publish to this channel: that message, not
+            // the whole database, is refused.
+            Outcome::Rejected { error }
+        } else if (40100..=40149).contains(&code) || (error.status == Some(401) && error.code.is_none()) {
             Outcome::AuthFailed { error }
+        } else if is(401) || is(403) {
+            // Other refusals are about this channel: back it off alone.
+            Outcome::RateLimited { error }
         } else {
             match error.status {
                 Some(408) => Outcome::Retry { error },
@@ -1494,10 +1502,12 @@ mod tests {
             matches!(outcome("token"), Outcome::AuthFailed { error } if error.code == Some(40142))
         );
         assert!(
-            matches!(outcome("capability"), Outcome::AuthFailed { error } if error.code == Some(40160))
+            matches!(outcome("capability"), Outcome::Rejected { error } if error.code == Some(40160)),
+            "a capability refusal concerns that channel only"
         );
         assert!(
-            matches!(outcome("forbidden"), Outcome::AuthFailed { error } if error.status == Some(403))
+            matches!(outcome("forbidden"), Outcome::RateLimited { error } if error.status == Some(403)),
+            "a bare 403 backs off that channel, it does not pause delivery"
         );
         assert_eq!(
             outcome("big"),
@@ -1761,7 +1771,7 @@ mod tests {
         assert_eq!(keys, [1, 2, 3, 4, 5]);
         assert_eq!(outcomes[0].1, Outcome::Delivered);
         assert!(
-            matches!(&outcomes[1].1, Outcome::AuthFailed { error } if error.code == Some(40160))
+            matches!(&outcomes[1].1, Outcome::Rejected { error } if error.code == Some(40160))
         );
         assert!(
             matches!(&outcomes[2].1, Outcome::RateLimited { error } if error.status == Some(429)),

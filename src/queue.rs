@@ -20,20 +20,14 @@
 //! writer that read the old part number just before a switch still inserts
 //! into the old part; that is harmless because the worker reads all parts.
 
-use crate::owner::as_extension_owner;
+use crate::catalog;
 use crate::shared;
+use crate::store::{text_datum, Table};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 
 pub const PARTS: i16 = 3;
-
-/// The query that evaluates a rule's condition against one row (`$1`, of the
-/// table's row type). Shared by `ably.publish_table` (to check it) and the
-/// trigger (to run it) so both see exactly the same expression.
-pub fn condition_query(condition: &str) -> String {
-    format!("SELECT ({condition})::boolean FROM (SELECT ($1).*) AS ably_row")
-}
 
 thread_local! {
     /// Where queue rows go, resolved once per backend.
@@ -71,57 +65,53 @@ fn target() -> Target {
     if let Some(t) = TARGET.with(|t| *t.borrow()) {
         return t;
     }
-    let t = as_extension_owner(|| unsafe { resolve_target() });
+    let t = unsafe { resolve_target() };
     TARGET.with(|cell| *cell.borrow_mut() = Some(t));
     t
 }
 
+/// Finds the queue's relations in the catalog (no SQL: this runs in every
+/// writer's first enqueue, whatever its search_path).
 unsafe fn resolve_target() -> Target {
-    let rows: Vec<(pg_sys::Oid, pg_sys::Oid)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT c.oid, i.indexrelid FROM generate_series(0, 2) p \
-                 JOIN pg_catalog.pg_class c ON c.oid = format('ably.queue_%s', p)::regclass \
-                 JOIN pg_catalog.pg_index i ON i.indrelid = c.oid ORDER BY p",
-                None,
-                &[],
-            )
-            .map(|rows| rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<pg_sys::Oid>(2).ok()??))).collect())
-            .unwrap_or_default()
-    });
-    let sequence = crate::sql::select_one::<pg_sys::Oid>("SELECT 'ably.queue_id_seq'::regclass::oid", &[]);
-    let (Some(sequence), 3) = (sequence, rows.len()) else {
-        pgrx::error!("ably_pg's queue tables are missing; reinstall the extension");
-    };
-    let mut columns = [0usize; 7];
-    for (i, name) in COLUMNS.iter().enumerate() {
-        let attnum = crate::sql::select_one::<i16>(
-            "SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND NOT attisdropped",
-            &[rows[0].0.into(), (*name).into()],
-        )
-        .unwrap_or_else(|| pgrx::error!("ably_pg's queue has no column {name}; reinstall the extension"));
-        columns[i] = (attnum - 1) as usize;
-    }
+    let missing = || -> ! { pgrx::error!("ably_pg's queue tables are missing; reinstall the extension") };
+    let Some(extension) = catalog::extension() else { missing() };
+    let Some(sequence) = catalog::relation_in(extension.namespace, "queue_id_seq") else { missing() };
+    let mut parts = [pg_sys::InvalidOid; PARTS as usize];
+    let mut indexes = [pg_sys::InvalidOid; PARTS as usize];
     let mut index_infos = [std::ptr::null_mut(); PARTS as usize];
-    let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
-    for (i, (_, index)) in rows.iter().enumerate() {
-        let rel = pg_sys::index_open(*index, pg_sys::AccessShareLock as i32);
-        index_infos[i] = pg_sys::BuildIndexInfo(rel);
-        pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
+    let mut columns = [0usize; 7];
+    for p in 0..PARTS as usize {
+        let Some(part) = catalog::relation_in(extension.namespace, &format!("queue_{p}")) else { missing() };
+        parts[p] = part;
+        let rel = pg_sys::table_open(part, pg_sys::AccessShareLock as i32);
+        let list = pg_sys::RelationGetIndexList(rel);
+        if list.is_null() || (*list).length != 1 {
+            missing();
+        }
+        indexes[p] = (*(*list).elements).oid_value;
+        if p == 0 {
+            for (i, name) in COLUMNS.iter().enumerate() {
+                let name = std::ffi::CString::new(*name).expect("column names have no NUL");
+                let attnum = pg_sys::get_attnum(part, name.as_ptr());
+                if attnum <= 0 {
+                    missing();
+                }
+                columns[i] = (attnum - 1) as usize;
+            }
+        }
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        let index = pg_sys::index_open(indexes[p], pg_sys::AccessShareLock as i32);
+        index_infos[p] = pg_sys::BuildIndexInfo(index);
+        pg_sys::index_close(index, pg_sys::AccessShareLock as i32);
+        pg_sys::MemoryContextSwitchTo(old);
     }
-    pg_sys::MemoryContextSwitchTo(old);
     // The callback list has a handful of slots for the whole backend:
     // register once, however often the target is resolved again.
     if !TARGET_CALLBACK_REGISTERED.with(|r| r.replace(true)) {
         pg_sys::CacheRegisterRelcacheCallback(Some(forget_target), pg_sys::Datum::from(0));
     }
-    Target {
-        sequence,
-        parts: [rows[0].0, rows[1].0, rows[2].0],
-        indexes: [rows[0].1, rows[1].1, rows[2].1],
-        index_infos,
-        columns,
-    }
+    Target { sequence, parts, indexes, index_infos, columns }
 }
 
 /// Any change to a queue relation (TRUNCATE by the worker, DROP EXTENSION)
@@ -148,16 +138,13 @@ fn current_part() -> i16 {
     if cached_lxid == lxid {
         return part;
     }
-    let part = as_extension_owner(|| crate::sql::select_one::<i16>("SELECT current_part FROM ably.queue_state", &[]))
-        .unwrap_or(0);
+    let mut part = 0;
+    Table::open("queue_state", pg_sys::AccessShareLock).scan_all(|row| {
+        part = row.get::<i16>("current_part").unwrap_or(0);
+        false
+    });
     PART_CACHE.with(|c| c.set((lxid, part)));
     part
-}
-
-fn text_datum(s: &str) -> pg_sys::Datum {
-    unsafe {
-        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr() as *const _, s.len() as i32))
-    }
 }
 
 /// Queues one message in the current transaction; returns its queue id.
@@ -212,14 +199,18 @@ pub fn enqueue_text(rule_id: Option<i64>, channel: &str, name: Option<&str>, dat
 /// channel template column that is NULL) in `ably.dead_letters`, so that it
 /// is visible and can be retried instead of being silently lost.
 pub fn dead_letter_now(rule_id: i64, name: Option<&str>, data: &str, reason: &str) {
-    as_extension_owner(|| {
-        Spi::run_with_args(
-            "INSERT INTO ably.dead_letters (id, rule_id, channel, name, data, enqueued_at, error_message) \
-             VALUES (nextval('ably.queue_id_seq'), $1, NULL, $2, $3::json, now(), $4)",
-            &[rule_id.into(), name.into(), data.into(), reason.into()],
-        )
-        .unwrap_or_else(|e| pgrx::error!("could not record dead letter: {e}"));
-    });
+    let id = unsafe { pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| nextval_internal(target().sequence, false)) };
+    let now = pg_sys::Datum::from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
+    Table::open("dead_letters", pg_sys::RowExclusiveLock).insert(&[
+        ("id", Some(pg_sys::Datum::from(id))),
+        ("rule_id", Some(pg_sys::Datum::from(rule_id))),
+        ("channel", None),
+        ("name", name.map(text_datum)),
+        ("data", Some(text_datum(data))),
+        ("enqueued_at", Some(now)),
+        ("failed_at", Some(now)),
+        ("error_message", Some(text_datum(reason))),
+    ]);
 }
 
 fn request_wake_at_commit() {

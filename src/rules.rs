@@ -1,64 +1,68 @@
 //! Publish rules: the SQL surface an application developer uses.
 //!
 //! `ably.publish_table()` validates everything up front (events, templates,
-//! columns, condition, ownership, duplicates), records the rule in
-//! `ably.rules` and installs the row trigger that feeds the queue. A rule never
-//! changes after creation; to change one, unpublish and publish again. Each
-//! trigger depends on the extension (so DROP EXTENSION removes it) and on the
-//! columns it reads (so a column in use cannot be dropped by accident).
+//! columns, condition, ownership, channel grants, duplicates), records the
+//! rule in `ably.rules` and installs the row trigger that feeds the queue. A
+//! rule never changes after creation, except to follow a column rename;
+//! to change one, unpublish and publish again.
+//!
+//! Who may do what: EXECUTE on these functions belongs to `ably_publisher`
+//! (not PUBLIC); only a table's owner (or a superuser) manages its rules;
+//! temporary tables cannot be published (their rules could outlive them
+//! unnoticed); channels are limited by src/grants.rs. Everything is looked
+//! up in the catalog, and the few statements run as the extension owner
+//! (CREATE/DROP TRIGGER) run with search_path pinned (src/identity.rs).
 
+use crate::catalog;
 use crate::channel::{channel_name_problem, Template};
+use crate::condition;
 use crate::errors::{raise, raise_detail, Code};
-use crate::owner::as_extension_owner;
+use crate::grants;
+use crate::identity::as_extension_owner;
 use crate::queue;
+use crate::rule_store::{self, Rule};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::PgTryBuilder;
 
 pub const EVENTS: [&str; 4] = ["insert", "update", "delete", "truncate"];
 
-/// A table as the rules see it.
+/// A table as the rules see it, read from the relation cache.
 pub struct TableInfo {
     pub relid: pg_sys::Oid,
     pub schema: String,
     pub name: String,
-    pub relkind: String,
-    pub rowtype: pg_sys::Oid,
+    pub relkind: u8,
+    pub persistence: u8,
     pub columns: Vec<String>,
 }
 
 impl TableInfo {
     pub fn load(relid: pg_sys::Oid) -> Option<TableInfo> {
-        Spi::connect(|client| {
-            let row = client
-                .select(
-                    "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.reltype \
-                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE c.oid = $1",
-                    Some(1),
-                    &[relid.into()],
-                )
-                .ok()?
-                .first();
-            if row.is_empty() {
+        unsafe {
+            let rel = pg_sys::try_relation_open(relid, pg_sys::AccessShareLock as i32);
+            if rel.is_null() {
                 return None;
             }
-            let schema: String = row.get(1).ok()??;
-            let name: String = row.get(2).ok()??;
-            let relkind: String = row.get(3).ok()??;
-            let rowtype: pg_sys::Oid = row.get(4).ok()??;
-            let columns = client
-                .select(
-                    "SELECT attname::text FROM pg_catalog.pg_attribute \
-                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                    None,
-                    &[relid.into()],
-                )
-                .ok()?
-                .filter_map(|r| r.get::<String>(1).ok().flatten())
-                .collect();
-            Some(TableInfo { relid, schema, name, relkind, rowtype, columns })
-        })
+            let form = (*rel).rd_rel;
+            let desc = (*rel).rd_att;
+            let mut columns = Vec::new();
+            for i in 0..(*desc).natts {
+                let attr = (*desc).attrs.as_ptr().add(i as usize);
+                if !(*attr).attisdropped {
+                    columns.push(catalog::cstr((*attr).attname.data.as_ptr()));
+                }
+            }
+            let info = TableInfo {
+                relid,
+                schema: catalog::cstr(pg_sys::get_namespace_name((*form).relnamespace)),
+                name: catalog::cstr((*form).relname.data.as_ptr()),
+                relkind: (*form).relkind as u8,
+                persistence: (*form).relpersistence as u8,
+                columns,
+            };
+            pg_sys::relation_close(rel, pg_sys::NoLock as i32);
+            Some(info)
+        }
     }
 
     pub fn qualified_name(&self) -> String {
@@ -88,7 +92,7 @@ fn table_or_error(tbl: Option<pg_sys::Oid>) -> TableInfo {
             "Pass the name of an existing table.",
         );
     };
-    if table.relkind != "r" && table.relkind != "p" {
+    if table.relkind != pg_sys::RELKIND_RELATION && table.relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
         raise(
             Code::ERRCODE_WRONG_OBJECT_TYPE,
             format!("{} is not a table", table.qualified_name()),
@@ -102,14 +106,14 @@ fn table_or_error(tbl: Option<pg_sys::Oid>) -> TableInfo {
             "Publish your application's tables; catalogs cannot have triggers.",
         );
     }
-    if table.schema == "ably" {
+    if Some(table.schema.as_str()) == catalog::extension().map(|e| unsafe { catalog::cstr(pg_sys::get_namespace_name(e.namespace)) }).as_deref() {
         raise(
             Code::ERRCODE_WRONG_OBJECT_TYPE,
             format!("{} belongs to ably_pg itself", table.qualified_name()),
             "Publish your application's tables, not the extension's.",
         );
     }
-    if !unsafe { pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId()) } {
+    if !catalog::owns_relation(relid) {
         raise(
             Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("must be owner of table {} to publish or unpublish it", table.qualified_name()),
@@ -155,33 +159,6 @@ fn parse_template(text: &str, what: &str) -> Template {
     })
 }
 
-/// Compiles a condition against the table's row type, so that a typo is
-/// reported now rather than at the first write.
-fn check_condition(table: &TableInfo, condition: &str) {
-    let query = queue::condition_query(condition);
-    let cond = condition.to_string();
-    let name = table.qualified_name();
-    PgTryBuilder::new(|| {
-        Spi::connect(|client| {
-            client.prepare(query.as_str(), &[PgOid::from(table.rowtype)]).map(|_| ())
-        })
-    })
-    .catch_others(move |e| {
-        let (code, message) = match &e {
-            pg_sys::panic::CaughtError::PostgresError(r)
-            | pg_sys::panic::CaughtError::ErrorReport(r)
-            | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => (r.sql_error_code(), r.message().to_string()),
-        };
-        raise(
-            code,
-            format!("invalid condition \"{cond}\" for table {name}: {message}"),
-            "A condition is a boolean SQL expression over the table's columns, e.g. status = 'public'.",
-        )
-    })
-    .execute()
-    .unwrap_or_else(|e| raise(Code::ERRCODE_SYNTAX_ERROR, format!("invalid condition \"{condition}\": {e}"), "A condition is a boolean SQL expression over the table's columns."));
-}
-
 #[pg_extern(
     volatile,
     sql = r#"
@@ -206,6 +183,13 @@ fn publish_table(
     condition: Option<&str>,
 ) -> i64 {
     let table = table_or_error(tbl);
+    if table.persistence == pg_sys::RELPERSISTENCE_TEMP {
+        raise(
+            Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot publish temporary table {}", table.qualified_name()),
+            "Publish a permanent (or unlogged) table; a temporary table's rules would outlive it unnoticed.",
+        );
+    }
     let Some(channel) = channel else {
         raise(Code::ERRCODE_NULL_VALUE_NOT_ALLOWED, "channel must not be NULL", "Pass a channel name or template such as 'chat:{room_id}'.");
     };
@@ -239,6 +223,7 @@ fn publish_table(
             "Publish truncate with a second rule on a fixed channel.",
         );
     }
+    grants::check_template(&channel_template, channel);
 
     let columns: Option<Vec<String>> = columns.map(|cols| {
         let mut out: Vec<String> = Vec::new();
@@ -256,67 +241,44 @@ fn publish_table(
         }
         out
     });
-    let condition = condition.map(str::trim).filter(|c| !c.is_empty());
-    if let Some(condition) = condition {
-        check_condition(&table, condition);
+    // Stored as PostgreSQL deparses it, so the text in ably.rules (and in a
+    // dump) is exactly what was compiled.
+    let condition = condition
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| condition::parse(table.relid, c).text);
+
+    let candidate = Rule {
+        id: 0,
+        relid: table.relid,
+        events: events.clone(),
+        channel: channel.to_string(),
+        name: name.map(str::to_string),
+        columns: columns.clone(),
+        condition: condition.clone(),
+    };
+    if let Some(existing) = rule_store::of_table(table.relid).into_iter().find(|r| duplicates(r, &candidate)) {
+        raise(
+            Code::ERRCODE_DUPLICATE_OBJECT,
+            format!("table {} already has rule {} publishing to channel \"{channel}\"", table.qualified_name(), existing.id),
+            format!("Use ably.unpublish_table('{}', {}) first, or choose another channel or name.", table.qualified_name().replace('\'', "''"), existing.id),
+        );
     }
-
-    as_extension_owner(|| {
-        if let Some(existing) = duplicate_of(&table, channel, &events, name, columns.as_deref(), condition) {
-            raise(
-                Code::ERRCODE_DUPLICATE_OBJECT,
-                format!("table {} already has rule {existing} publishing to channel \"{channel}\"", table.qualified_name()),
-                format!("Use ably.unpublish_table('{}', {existing}) first, or choose another channel or name.", table.qualified_name().replace('\'', "''")),
-            );
-        }
-        let rule_id = Spi::get_one_with_args::<i64>(
-            "INSERT INTO ably.rules (relid, events, channel, name, columns, condition) \
-             VALUES ($1::oid::regclass, $2, $3, $4, $5, $6) RETURNING id",
-            &[
-                table.relid.into(),
-                events.clone().into(),
-                channel.into(),
-                name.into(),
-                columns.clone().into(),
-                condition.into(),
-            ],
-        )
-        .ok()
-        .flatten()
-        .expect("INSERT ... RETURNING returns the id");
-        install_triggers(&table, rule_id, &events, channel_template.is_static());
-        rule_id
-    })
+    let rule_id = rule_store::insert(table.relid, &events, channel, name, columns.as_deref(), condition.as_deref());
+    as_extension_owner(|| install_triggers(&table, rule_id, &events, channel_template.is_static()));
+    rule_id
 }
 
-/// A rule of the same table that would publish the same change twice.
-fn duplicate_of(
-    table: &TableInfo,
-    channel: &str,
-    events: &[String],
-    name: Option<&str>,
-    columns: Option<&[String]>,
-    condition: Option<&str>,
-) -> Option<i64> {
-    Spi::get_one_with_args::<i64>(
-        "SELECT id FROM ably.rules WHERE relid = $1::oid::regclass AND channel = $2 \
-         AND events && $3 AND name IS NOT DISTINCT FROM $4 \
-         AND columns IS NOT DISTINCT FROM $5 AND condition IS NOT DISTINCT FROM $6 \
-         ORDER BY id LIMIT 1",
-        &[
-            table.relid.into(),
-            channel.into(),
-            events.to_vec().into(),
-            name.into(),
-            columns.map(|c| c.to_vec()).into(),
-            condition.into(),
-        ],
-    )
-    .ok()
-    .flatten()
+/// Two rules of one table that would publish the same change twice.
+fn duplicates(a: &Rule, b: &Rule) -> bool {
+    a.channel == b.channel
+        && a.events.iter().any(|e| b.events.contains(e))
+        && a.name == b.name
+        && a.columns == b.columns
+        && a.condition == b.condition
 }
 
-fn trigger_name(rule_id: i64, truncate: bool) -> String {
+pub fn trigger_name(rule_id: i64, truncate: bool) -> String {
     if truncate {
         format!("ably_rule_{rule_id}_truncate")
     } else {
@@ -324,8 +286,10 @@ fn trigger_name(rule_id: i64, truncate: bool) -> String {
     }
 }
 
-/// Creates the rule's triggers; `adopt_triggers` then ties them to the
-/// extension and to the columns they read.
+/// Creates the rule's triggers; the `adopt_triggers` event trigger then
+/// ties them to the extension, compiles the condition and records what the
+/// rule depends on. Runs as the extension owner with the path pinned; every
+/// name in the statement is quoted and schema-qualified.
 fn install_triggers(table: &TableInfo, rule_id: i64, events: &[String], static_channel: bool) {
     let row_events: Vec<String> = events
         .iter()
@@ -356,70 +320,14 @@ fn install_triggers(table: &TableInfo, rule_id: i64, events: &[String], static_c
     }
 }
 
-/// Makes every new `ably.capture()` trigger part of the extension's life
-/// cycle (DROP EXTENSION drops it) and pins the columns its rule reads (so
-/// they cannot be dropped while in use). Runs as an event trigger at the end
-/// of CREATE TRIGGER, so triggers that pg_restore recreates are adopted
-/// exactly like those `ably.publish_table()` creates.
-#[pg_extern(
-    sql = r#"
-CREATE FUNCTION ably.adopt_triggers() RETURNS event_trigger
-LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
-"#
-)]
-fn adopt_triggers() {
-    let triggers: Vec<(pg_sys::Oid, pg_sys::Oid, i64)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT t.oid, t.tgrelid, (regexp_match(encode(t.tgargs, 'escape'), '^(\\d+)'))[1]::bigint \
-                 FROM pg_catalog.pg_event_trigger_ddl_commands() c \
-                 JOIN pg_catalog.pg_trigger t ON t.oid = c.objid \
-                 WHERE c.classid = 'pg_catalog.pg_trigger'::regclass \
-                   AND t.tgfoid = 'ably.capture()'::regprocedure AND t.tgparentid = 0 AND t.tgnargs > 0",
-                None,
-                &[],
-            )
-            .map(|rows| {
-                rows.filter_map(|r| Some((r.get::<pg_sys::Oid>(1).ok()??, r.get::<pg_sys::Oid>(2).ok()??, r.get::<i64>(3).ok()??)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    });
-    if triggers.is_empty() {
-        return;
-    }
-    let Some(extension_oid) = crate::sql::select_one::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'ably_pg'",
-        &[],
-    ) else {
-        return;
-    };
-    for (trigger_oid, relid, rule_id) in triggers {
-        let attnums: Vec<i16> = Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT a.attnum FROM ably.rules r, pg_catalog.pg_attribute a \
-                     WHERE r.id = $1 AND a.attrelid = $2 AND NOT a.attisdropped AND a.attnum > 0 \
-                     AND (a.attname = ANY (r.columns) \
-                          OR strpos(r.channel, '{' || a.attname || '}') > 0 \
-                          OR strpos(coalesce(r.name, ''), '{' || a.attname || '}') > 0)",
-                    None,
-                    &[rule_id.into(), relid.into()],
-                )
-                .map(|rows| rows.filter_map(|r| r.get::<i16>(1).ok().flatten()).collect())
-                .unwrap_or_default()
-        });
-        unsafe {
-            let depender = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: trigger_oid, objectSubId: 0 };
-            let extension = pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: extension_oid, objectSubId: 0 };
-            pg_sys::recordDependencyOn(&depender, &extension, pg_sys::DependencyType::DEPENDENCY_AUTO);
-            for attnum in attnums {
-                let column = pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: attnum as i32 };
-                pg_sys::recordDependencyOn(&depender, &column, pg_sys::DependencyType::DEPENDENCY_NORMAL);
-            }
+/// Drops a rule's triggers (as the extension owner, path pinned).
+pub fn drop_triggers(table_name: &str, rule_id: i64) {
+    as_extension_owner(|| {
+        for truncate in [false, true] {
+            Spi::run(&format!("DROP TRIGGER IF EXISTS {} ON {}", quote_identifier(trigger_name(rule_id, truncate)), table_name))
+                .unwrap_or_else(|e| raise(Code::ERRCODE_INTERNAL_ERROR, format!("could not drop trigger: {e}"), "Report this as a bug."));
         }
-    }
-    unsafe { pg_sys::CommandCounterIncrement() };
+    });
 }
 
 #[pg_extern(
@@ -433,38 +341,23 @@ COMMENT ON FUNCTION ably.unpublish_table(regclass, bigint) IS
 )]
 fn unpublish_table(tbl: Option<pg_sys::Oid>, rule_id: Option<i64>) -> i32 {
     let table = table_or_error(tbl);
-    as_extension_owner(|| {
-        let ids: Vec<i64> = Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT id FROM ably.rules WHERE relid = $1::oid::regclass AND ($2::bigint IS NULL OR id = $2) ORDER BY id",
-                    None,
-                    &[table.relid.into(), rule_id.into()],
-                )
-                .map(|rows| rows.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect())
-                .unwrap_or_default()
-        });
-        if let (Some(wanted), true) = (rule_id, ids.is_empty()) {
-            raise(
-                Code::ERRCODE_UNDEFINED_OBJECT,
-                format!("table {} has no rule {wanted}", table.qualified_name()),
-                format!("See SELECT id, channel FROM ably.rules WHERE relid = '{}'::regclass;", table.qualified_name().replace('\'', "''")),
-            );
-        }
-        for id in &ids {
-            for truncate in [false, true] {
-                Spi::run(&format!(
-                    "DROP TRIGGER IF EXISTS {} ON {}",
-                    quote_identifier(trigger_name(*id, truncate)),
-                    table.qualified_name()
-                ))
-                .unwrap_or_else(|e| raise(Code::ERRCODE_INTERNAL_ERROR, format!("could not drop trigger: {e}"), "Report this as a bug."));
-            }
-            Spi::run_with_args("DELETE FROM ably.rules WHERE id = $1", &[(*id).into()])
-                .unwrap_or_else(|e| raise(Code::ERRCODE_INTERNAL_ERROR, format!("could not delete rule: {e}"), "Report this as a bug."));
-        }
-        ids.len() as i32
-    })
+    let ids: Vec<i64> = rule_store::of_table(table.relid)
+        .into_iter()
+        .map(|r| r.id)
+        .filter(|id| rule_id.is_none_or(|wanted| wanted == *id))
+        .collect();
+    if let (Some(wanted), true) = (rule_id, ids.is_empty()) {
+        raise(
+            Code::ERRCODE_UNDEFINED_OBJECT,
+            format!("table {} has no rule {wanted}", table.qualified_name()),
+            format!("See SELECT id, channel FROM ably.rules WHERE relid = '{}'::regclass;", table.qualified_name().replace('\'', "''")),
+        );
+    }
+    for id in &ids {
+        drop_triggers(&table.qualified_name(), *id);
+        rule_store::delete(*id);
+    }
+    ids.len() as i32
 }
 
 #[pg_extern(
@@ -487,6 +380,7 @@ fn publish(channel: Option<&str>, name: Option<&str>, data: Option<pgrx::JsonB>)
             "Ably channel names must not be empty, start with '[' or ':', or contain line breaks.",
         );
     }
+    grants::check_channel(channel);
     let data = data.map(|d| d.0).unwrap_or(serde_json::Value::Null);
     let text = serde_json::to_string(&data).expect("a JSON value serializes");
     queue::enqueue_text(None, channel, name, &text)

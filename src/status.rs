@@ -2,6 +2,7 @@
 //! running, is delivery paused and why, how deep and how old is the queue.
 //! Never shows the API key: errors recorded by the worker never contain it.
 
+use crate::identity::as_extension_owner;
 use crate::shared;
 use crate::sql::{select_one, select_two};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
@@ -24,10 +25,19 @@ fn status() -> TableIterator<'static, (
     name!(last_error_message, Option<String>),
     name!(started_at, Option<TimestampWithTimeZone>),
 )> {
-    let (depth, oldest) = select_two::<i64, Interval>("SELECT count(*), now() - min(enqueued_at) FROM ably.queue", &[])
-        .unwrap_or((Some(0), None));
-    let in_flight = select_one::<i64>("SELECT count(*) FROM ably.batches", &[]).unwrap_or(0);
-    let dead = select_one::<i64>("SELECT count(*) FROM ably.dead_letters", &[]).unwrap_or(0);
+    // Read as the extension owner (callers need no right on ably's tables),
+    // with the search path pinned and every name qualified.
+    let ((depth, oldest), in_flight, dead) = as_extension_owner(|| {
+        (
+            select_two::<i64, Interval>(
+                "SELECT pg_catalog.count(*), pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(enqueued_at) FROM ably.queue",
+                &[],
+            )
+            .unwrap_or((Some(0), None)),
+            select_one::<i64>("SELECT pg_catalog.count(*) FROM ably.batches", &[]).unwrap_or(0),
+            select_one::<i64>("SELECT pg_catalog.count(*) FROM ably.dead_letters", &[]).unwrap_or(0),
+        )
+    });
     let view = shared::view(unsafe { pg_sys::MyDatabaseId });
     let state = match (&view, shared::preloaded()) {
         (_, false) => "not-loaded".to_string(),

@@ -191,6 +191,105 @@ mod tests {
     }
 
     #[pg_test]
+    fn temporary_tables_cannot_be_published() {
+        run("CREATE TEMP TABLE scratch (id int, room_id int)");
+        let (code, message, hint) = error_of("SELECT ably.publish_table('scratch', 'chat:{room_id}')");
+        assert_eq!(code, PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "{message}");
+        assert!(message.contains("temporary"), "{message}");
+        assert!(hint.is_some());
+    }
+
+    #[pg_test]
+    fn conditions_are_single_expressions_compiled_once() {
+        setup_chat();
+        for bad in ["true; DROP TABLE messages", "true FROM pg_authid", "body = 'a' UNION SELECT true", "true AS x"] {
+            let (code, message, _) = error_of(&format!("SELECT ably.publish_table('messages', 'c', condition => $${bad}$$)"));
+            assert_eq!(code, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "{bad}: {message}");
+        }
+        // an unqualified user function does not resolve: the path is pinned
+        run("CREATE FUNCTION public.is_public(text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT $1 <> 'secret' $$");
+        let (code, _, hint) = error_of("SELECT ably.publish_table('messages', 'c', condition => 'is_public(body)')");
+        assert_eq!(code, PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION);
+        assert!(hint.unwrap().contains("schema"));
+        let rule = one::<i64>("SELECT ably.publish_table('messages', 'c', condition => 'public.is_public(body)')").unwrap();
+        // stored as PostgreSQL deparses it, and compiled into ably.conditions
+        let text = one::<String>(&format!("SELECT condition FROM ably.rules WHERE id = {rule}")).unwrap();
+        assert!(text.contains("public.is_public(body)"), "{text}");
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM ably.conditions WHERE rule_id = {rule}")), Some(1));
+        run("INSERT INTO messages (room_id, author, body) VALUES (1, 'a', 'hello'), (1, 'a', 'secret')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM ably.queue"), Some(1));
+        // the function it calls cannot be dropped from under it
+        let (code, _, _) = error_of("DROP FUNCTION public.is_public(text)");
+        assert_eq!(code, PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST);
+    }
+
+    #[pg_test]
+    fn conditions_run_with_the_owners_rights_for_every_writer() {
+        run("CREATE ROLE ably_test_owner");
+        run("CREATE ROLE ably_test_writer");
+        run("GRANT ably_publisher TO ably_test_owner");
+        run("CREATE SCHEMA owner_only AUTHORIZATION ably_test_owner");
+        run("GRANT CREATE, USAGE ON SCHEMA public TO ably_test_owner");
+        run("GRANT USAGE ON SCHEMA public TO ably_test_writer");
+        run("SET ROLE ably_test_owner");
+        run("CREATE TABLE public.owned (id int, body text)");
+        run("CREATE FUNCTION owner_only.allowed(text) RETURNS boolean LANGUAGE sql AS $$ SELECT $1 <> 'hidden' $$");
+        run("SELECT ably.publish_table('public.owned', 'owned', condition => 'owner_only.allowed(body)')");
+        run("GRANT INSERT ON public.owned TO ably_test_writer");
+        run("RESET ROLE");
+        run("SET ROLE ably_test_writer");
+        run("INSERT INTO public.owned VALUES (1, 'shown'), (2, 'hidden')");
+        run("RESET ROLE");
+        assert_eq!(one::<i64>("SELECT count(*) FROM ably.queue WHERE channel = 'owned'"), Some(1));
+    }
+
+    #[pg_test]
+    fn channel_grants_limit_rules_and_publish() {
+        setup_chat();
+        run("CREATE ROLE ably_test_app");
+        run("GRANT ably_publisher TO ably_test_app");
+        run("ALTER TABLE messages OWNER TO ably_test_app");
+        run("GRANT USAGE ON SCHEMA public TO ably_test_app");
+        assert_eq!(one::<i32>("SELECT ably.grant_channels('ably_test_app', '{chat:*,notices}')"), Some(2));
+        run("SET ROLE ably_test_app");
+        run("SELECT ably.publish_table('messages', 'chat:{room_id}')");
+        run("SELECT ably.publish('notices', 'n', '{}')");
+        for sql in [
+            "SELECT ably.publish_table('messages', '{author}')",
+            "SELECT ably.publish_table('messages', 'chatter{room_id}')",
+            "SELECT ably.publish('admin', 'n', '{}')",
+        ] {
+            let (code, message, hint) = error_of(sql);
+            assert_eq!(code, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, "{sql}: {message}");
+            assert!(hint.unwrap().contains("grant_channels"), "{sql}");
+        }
+        run("RESET ROLE");
+        let (code, _, _) = error_of("SELECT ably.grant_channels('ably_test_app', '{ch*at}')");
+        assert_eq!(code, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE);
+        assert_eq!(one::<i32>("SELECT ably.revoke_channels('ably_test_app')"), Some(2));
+        run("SET ROLE ably_test_app");
+        run("SELECT ably.publish('admin', 'n', '{}')");
+        run("RESET ROLE");
+    }
+
+    #[pg_test]
+    fn publishing_needs_ably_publisher() {
+        run("CREATE ROLE ably_test_nobody");
+        run("SET ROLE ably_test_nobody");
+        for sql in [
+            "SELECT ably.publish('c', 'n', '{}')",
+            "SELECT ably.publish_table('pg_class', 'c')",
+            "SELECT ably.unpublish_table('pg_class')",
+            "SELECT ably.grant_channels('ably_test_nobody', '{*}')",
+            "SELECT ably.create_token_request('x')",
+        ] {
+            let (code, message, _) = error_of(sql);
+            assert_eq!(code, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, "{sql}: {message}");
+        }
+        run("RESET ROLE");
+    }
+
+    #[pg_test]
     fn hostile_identifiers_are_plain_names() {
         run(r#"CREATE TABLE "x""; DROP TABLE t; --" ("y""; DROP TABLE t; --" int, "}" text)"#);
         run(r#"SELECT ably.publish_table('"x""; DROP TABLE t; --"', 'c:{y"; DROP TABLE t; --}')"#);

@@ -6,6 +6,7 @@
 //! clientId have been validated, and its capability is the canonical text
 //! that the mac covers, byte for byte.
 
+use crate::channel::pattern_covers as resource_covers;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,10 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
+
+/// Longest clientId ably_pg signs. Ably documents no limit; a clientId
+/// travels with every message and presence event of the client.
+pub const MAX_CLIENT_ID_CHARS: usize = 256;
 
 /// Longest token lifetime Ably grants to a non-revocable key (24 hours);
 /// asking for more is rejected by the server with 40003, so we refuse first.
@@ -62,6 +67,12 @@ pub enum TokenError {
     TtlOutOfRange(u64),
     #[error("The clientId must not be empty; omit it for an anonymous token")]
     EmptyClientId,
+    /// The clientId is part of the newline-separated text the mac signs: a
+    /// control character in it could make one signature fit another request.
+    #[error("The clientId must not contain control characters (such as a line break)")]
+    ControlCharacterInClientId,
+    #[error("The clientId must be at most {MAX_CLIENT_ID_CHARS} characters, got {0}")]
+    ClientIdTooLong(usize),
     #[error("The system clock is before 1970, so no token timestamp can be made")]
     ClockBeforeEpoch,
 }
@@ -183,8 +194,8 @@ pub fn create_token_request(
         }
         None => None,
     };
-    if params.client_id.as_deref() == Some("") {
-        return Err(TokenError::EmptyClientId);
+    if let Some(client_id) = params.client_id.as_deref() {
+        validate_client_id(client_id)?;
     }
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -200,6 +211,22 @@ pub fn create_token_request(
         timestamp,
         nonce,
     ))
+}
+
+/// A clientId ably_pg will sign: not empty, no control characters, not
+/// longer than [`MAX_CLIENT_ID_CHARS`].
+pub fn validate_client_id(client_id: &str) -> Result<(), TokenError> {
+    if client_id.is_empty() {
+        return Err(TokenError::EmptyClientId);
+    }
+    if client_id.chars().any(char::is_control) {
+        return Err(TokenError::ControlCharacterInClientId);
+    }
+    let chars = client_id.chars().count();
+    if chars > MAX_CLIENT_ID_CHARS {
+        return Err(TokenError::ClientIdTooLong(chars));
+    }
+    Ok(())
 }
 
 /// Ably refuses a zero ttl and anything over 24 hours (40003).
@@ -277,6 +304,12 @@ fn parse_capability(v: &Value) -> Result<Capability, TokenError> {
             return Err(TokenError::InvalidCapability(
                 "a resource name is empty".into(),
             ));
+        }
+        if resource.chars().any(char::is_control) {
+            return Err(TokenError::InvalidCapability(format!(
+                "the resource name {} contains a control character",
+                json_string(resource)
+            )));
         }
         let Value::Array(ops) = ops else {
             return Err(TokenError::InvalidCapability(format!(
@@ -371,17 +404,6 @@ pub fn capability_within(requested: &Value, key_capability: &Value) -> Result<()
     Ok(())
 }
 
-fn resource_covers(pattern: &str, resource: &str) -> bool {
-    if pattern == resource || pattern == "*" || pattern == "[*]*" {
-        return true;
-    }
-    match pattern.strip_suffix('*') {
-        Some(prefix) if prefix.ends_with(':') && !prefix.starts_with('[') => {
-            resource.starts_with(prefix)
-        }
-        _ => false,
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -448,10 +470,10 @@ mod tests {
 
     #[test]
     fn canonical_escapes_like_json_stringify() {
-        let cap = json!({"a\"b\\c\u{1}é/": ["publish"]});
+        let cap = json!({"a\"b\\cé/": ["publish"]});
         assert_eq!(
             canonical_capability(&cap).unwrap(),
-            "{\"a\\\"b\\\\c\\u0001é/\":[\"publish\"]}"
+            "{\"a\\\"b\\\\cé/\":[\"publish\"]}"
         );
     }
 
@@ -546,6 +568,19 @@ mod tests {
             &json!({"orders:*": ["*"]}),
         );
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn client_ids_cannot_rearrange_the_signed_text() {
+        let params = |id: &str| TokenParams { ttl: None, capability: None, client_id: Some(id.to_string()) };
+        for bad in ["alice\n1700000000000\nx", "a\rb", "a\tb", "a\u{7f}", "a\u{85}b"] {
+            assert_eq!(create_token_request(&key(), &params(bad), None).unwrap_err(), TokenError::ControlCharacterInClientId, "{bad:?}");
+        }
+        let long = "x".repeat(MAX_CLIENT_ID_CHARS + 1);
+        assert_eq!(create_token_request(&key(), &params(&long), None).unwrap_err(), TokenError::ClientIdTooLong(MAX_CLIENT_ID_CHARS + 1));
+        assert!(create_token_request(&key(), &params(&"é".repeat(MAX_CLIENT_ID_CHARS)), None).is_ok());
+        let cap = json!({"chat:\n1": ["publish"]});
+        assert!(matches!(canonical_capability(&cap), Err(TokenError::InvalidCapability(_))));
     }
 
     #[test]

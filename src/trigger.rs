@@ -4,20 +4,26 @@
 //! that does not depend on the row is compiled once per backend and rule
 //! (templates resolved to attribute numbers and output functions, the column
 //! projection's tuple descriptor, the condition's saved plan) and kept until
-//! the table's relcache entry is invalidated. Per row, the trigger renders the
+//! the table's relcache entry is invalidated (each compiled rule owns its
+//! memory and is freed when dropped). The rule is read with index calls
+//! (src/rule_store.rs) and its condition is a stored expression tree
+//! (src/condition.rs), so nothing a writer controls — its search_path, its
+//! functions — takes part. Per row, the trigger renders the
 //! channel and name, builds the JSON with PostgreSQL's own `row_to_json` (so
 //! every type is rendered exactly as in SQL), and appends one queue row
 //! (src/queue.rs writes it with heap_insert + index_insert, no SPI).
 
+use crate::catalog;
 use crate::channel::{Segment, Template};
+use crate::condition::{self, Evaluator};
 use crate::errors::{raise, Code};
-use crate::owner::as_role;
 use crate::queue;
+use crate::rule_store;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgTrigger};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::rc::Rc;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Event {
@@ -48,8 +54,13 @@ struct CompiledTemplate {
 }
 
 /// A rule compiled against one relation (a partition has its own entry,
-/// since its attribute numbers may differ from the parent's).
+/// since its attribute numbers may differ from the parent's). Dropping it
+/// frees everything it allocated, so recompiling never accumulates memory.
 struct CompiledRule {
+    /// The rule's table and the relation this entry serves (a partition of
+    /// it, or the table itself): an invalidation of either drops the entry.
+    table: pg_sys::Oid,
+    relation: pg_sys::Oid,
     schema_json: String,
     table_json: String,
     table_name: String,
@@ -57,34 +68,53 @@ struct CompiledRule {
     name: Option<CompiledTemplate>,
     /// Attribute numbers and blessed descriptor of `columns`, if restricted.
     projection: Option<(Vec<i32>, pg_sys::TupleDesc)>,
-    condition: Option<pg_sys::SPIPlanPtr>,
-    owner: pg_sys::Oid,
+    condition: Option<Evaluator>,
+    /// Holds the output functions' and the projection's allocations.
+    context: pg_sys::MemoryContext,
+}
+
+impl Drop for CompiledRule {
+    fn drop(&mut self) {
+        self.condition = None;
+        unsafe { pg_sys::MemoryContextDelete(self.context) };
+    }
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<(i64, u32), &'static CompiledRule>> = RefCell::new(HashMap::new());
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// Compiled rules by (rule id, relation). A trigger call holds its own
+    /// reference, so an invalidation during the call (a condition that
+    /// writes, say) frees the entry only when the call is done.
+    static CACHE: RefCell<HashMap<(i64, u32), Rc<CompiledRule>>> = RefCell::new(HashMap::new());
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    // Entries are leaked, not freed: they are small, and a plan or descriptor
-    // may still be referenced by a trigger call further up the stack.
-    CACHE.with(|c| {
+    let dropped: Vec<Rc<CompiledRule>> = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if relid == pg_sys::InvalidOid {
-            c.clear();
+            c.drain().map(|(_, v)| v).collect()
         } else {
-            c.retain(|(_, r), _| *r != relid.to_u32());
+            let keys: Vec<(i64, u32)> =
+                c.iter().filter(|(_, r)| r.table == relid || r.relation == relid).map(|(k, _)| *k).collect();
+            keys.into_iter().filter_map(|k| c.remove(&k)).collect()
         }
     });
+    drop(dropped);
+}
+
+/// A function a condition calls (or inlined) changed: compile again.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_function_invalidation(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    let dropped: Vec<Rc<CompiledRule>> = CACHE.with(|c| c.borrow_mut().drain().map(|(_, v)| v).collect());
+    drop(dropped);
 }
 
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
-unsafe fn compile_template(template: &Template, tupdesc: pg_sys::TupleDesc) -> CompiledTemplate {
+unsafe fn compile_template(template: &Template, tupdesc: pg_sys::TupleDesc, context: pg_sys::MemoryContext) -> CompiledTemplate {
     let mut parts = Vec::new();
     for segment in &template.segments {
         match segment {
@@ -102,7 +132,7 @@ unsafe fn compile_template(template: &Template, tupdesc: pg_sys::TupleDesc) -> C
                 let mut is_varlena = false;
                 pg_sys::getTypeOutputInfo((*attr).atttypid, &mut output_fn, &mut is_varlena);
                 let mut output: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-                pg_sys::fmgr_info_cxt(output_fn, &mut *output, pg_sys::TopMemoryContext);
+                pg_sys::fmgr_info_cxt(output_fn, &mut *output, context);
                 parts.push(Part::Column { attnum, name: name.clone(), output });
             }
         }
@@ -128,43 +158,43 @@ unsafe fn attnum_of(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<i32> {
     None
 }
 
-unsafe fn compile(rule_id: i64, relation: pg_sys::Relation) -> &'static CompiledRule {
-    let row = Spi::connect(|client| {
-        let row = client
-            .select(
-                "SELECT n.nspname::text, c.relname::text, r.channel, r.name, r.columns, r.condition \
-                 FROM ably.rules r JOIN pg_catalog.pg_class c ON c.oid = r.relid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE r.id = $1",
-                Some(1),
-                &[rule_id.into()],
-            )
-            .ok()?
-            .first();
-        if row.is_empty() {
-            return None;
-        }
-        Some((
-            row.get::<String>(1).ok()??,
-            row.get::<String>(2).ok()??,
-            row.get::<String>(3).ok()??,
-            row.get::<String>(4).ok()?,
-            row.get::<Vec<String>>(5).ok()?,
-            row.get::<String>(6).ok()?,
-        ))
-    });
-    let Some((schema, table, channel, name, columns, condition)) = row else {
+unsafe fn compile(rule_id: i64, relation: pg_sys::Relation) -> CompiledRule {
+    let Some(rule) = rule_store::load(rule_id) else {
         raise(
             Code::ERRCODE_UNDEFINED_OBJECT,
             format!("ably_pg rule {rule_id} does not exist"),
             "The trigger outlived its rule; drop the trigger or publish the table again.",
         );
     };
+    let schema = catalog::cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rule.relid)));
+    let table = catalog::cstr(pg_sys::get_rel_name(rule.relid));
     let tupdesc = (*relation).rd_att;
-    let channel = compile_template(&Template::parse(&channel).unwrap_or_else(|e| raise(Code::ERRCODE_DATA_CORRUPTED, e, "")), tupdesc);
-    let name = name.map(|n| compile_template(&Template::parse(&n).unwrap_or_else(|e| raise(Code::ERRCODE_DATA_CORRUPTED, e, "")), tupdesc));
+    let context = pg_sys::AllocSetContextCreateExtended(
+        pg_sys::TopMemoryContext,
+        c"ably_pg rule".as_ptr(),
+        pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+        pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+        pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+    );
+    // From here on, an error frees the context with the half-built entry.
+    let mut compiled = CompiledRule {
+        table: rule.relid,
+        relation: (*relation).rd_id,
+        schema_json: json_string(&schema),
+        table_json: json_string(&table),
+        table_name: table,
+        channel: CompiledTemplate { parts: Vec::new() },
+        name: None,
+        projection: None,
+        condition: None,
+        context,
+    };
+    let parse = |text: &str| Template::parse(text).unwrap_or_else(|e| raise(Code::ERRCODE_DATA_CORRUPTED, e, "Unpublish and publish the table again."));
+    compiled.channel = compile_template(&parse(&rule.channel), tupdesc, context);
+    compiled.name = rule.name.as_deref().map(|n| compile_template(&parse(n), tupdesc, context));
 
-    let old_context = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
-    let projection = columns.map(|columns| {
+    let old_context = pg_sys::MemoryContextSwitchTo(context);
+    compiled.projection = rule.columns.as_ref().map(|columns| {
         let attnums: Vec<i32> = columns
             .iter()
             .map(|c| {
@@ -186,46 +216,32 @@ unsafe fn compile(rule_id: i64, relation: pg_sys::Relation) -> &'static Compiled
     });
     pg_sys::MemoryContextSwitchTo(old_context);
 
-    let condition = condition.map(|condition| {
-        let sql = CString::new(queue::condition_query(&condition)).unwrap_or_else(|_| {
-            raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, "condition contains a NUL byte", "")
+    if let Some(text) = &rule.condition {
+        // Compiled when the trigger was created; a tree copied from another
+        // cluster (pg_upgrade) is compiled again here, the same way.
+        let tree = rule_store::condition_tree(rule_id).unwrap_or_else(|| {
+            let parsed = condition::parse(rule.relid, text);
+            rule_store::store_condition(rule_id, &parsed.tree);
+            parsed.tree
         });
-        let mut argtypes = [(*(*relation).rd_rel).reltype];
-        if pg_sys::SPI_connect() < 0 {
-            pgrx::error!("could not connect to SPI");
-        }
-        let plan = pg_sys::SPI_prepare(sql.as_ptr(), 1, argtypes.as_mut_ptr());
-        if plan.is_null() {
-            pgrx::error!("could not prepare the condition of ably_pg rule {rule_id}");
-        }
-        pg_sys::SPI_keepplan(plan);
-        pg_sys::SPI_finish();
-        plan
-    });
-
-    let compiled = Box::leak(Box::new(CompiledRule {
-        schema_json: json_string(&schema),
-        table_json: json_string(&table),
-        table_name: table,
-        channel,
-        name,
-        projection,
-        condition,
-        owner: (*(*relation).rd_rel).relowner,
-    }));
+        compiled.condition = Some(Evaluator::new(&tree, rule.relid, relation));
+    }
     compiled
 }
 
-fn compiled_rule(rule_id: i64, relation: pg_sys::Relation) -> &'static CompiledRule {
+fn compiled_rule(rule_id: i64, relation: pg_sys::Relation) -> Rc<CompiledRule> {
     let relid = unsafe { (*relation).rd_id };
-    if !CALLBACK_REGISTERED.with(|r| r.replace(true)) {
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0)) };
+    if !CALLBACKS_REGISTERED.with(|r| r.replace(true)) {
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+            pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::PROCOID as i32, Some(on_function_invalidation), pg_sys::Datum::from(0));
+        }
     }
-    if let Some(rule) = CACHE.with(|c| c.borrow().get(&(rule_id, relid.to_u32())).copied()) {
+    if let Some(rule) = CACHE.with(|c| c.borrow().get(&(rule_id, relid.to_u32())).cloned()) {
         return rule;
     }
-    let rule = unsafe { compile(rule_id, relation) };
-    CACHE.with(|c| c.borrow_mut().insert((rule_id, relid.to_u32()), rule));
+    let rule = Rc::new(unsafe { compile(rule_id, relation) });
+    CACHE.with(|c| c.borrow_mut().insert((rule_id, relid.to_u32()), rule.clone()));
     rule
 }
 
@@ -281,27 +297,6 @@ unsafe fn row_json(rule: &CompiledRule, tuple: pg_sys::HeapTuple, tupdesc: pg_sy
     }
 }
 
-unsafe fn condition_holds(rule: &CompiledRule, plan: pg_sys::SPIPlanPtr, tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> bool {
-    let datum = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
-    as_role(rule.owner, || {
-        if pg_sys::SPI_connect() < 0 {
-            pgrx::error!("could not connect to SPI");
-        }
-        let mut values = [datum];
-        let nulls = [b' ' as std::ffi::c_char];
-        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), true, 1);
-        let mut result = false;
-        if rc == pg_sys::SPI_OK_SELECT as i32 && pg_sys::SPI_processed == 1 {
-            let table = pg_sys::SPI_tuptable;
-            let mut isnull = false;
-            let value = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut isnull);
-            result = !isnull && value.value() != 0;
-        }
-        pg_sys::SPI_finish();
-        result
-    })
-}
-
 #[pg_trigger]
 fn capture<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -329,6 +324,7 @@ unsafe fn capture_row(trigger: &PgTrigger<'_>) {
     };
     let relation = data.tg_relation;
     let rule = compiled_rule(rule_id, relation);
+    let rule = &*rule;
     let tupdesc = (*relation).rd_att;
 
     if event == Event::Truncate {
@@ -349,8 +345,8 @@ unsafe fn capture_row(trigger: &PgTrigger<'_>) {
     };
     let source = if new.is_null() { old } else { new };
 
-    if let Some(plan) = rule.condition {
-        if !condition_holds(rule, plan, source, tupdesc) {
+    if let Some(condition) = &rule.condition {
+        if !condition.holds(source) {
             return;
         }
     }

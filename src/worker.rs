@@ -105,6 +105,9 @@ pub extern "C-unwind" fn ably_pg_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // The worker runs as the bootstrap superuser: no search_path that a
+    // database or role setting (the database owner's) could supply.
+    crate::identity::pin_search_path_for_session();
     let Some(slot) = WorkerSlot::claim(unsafe { pg_sys::MyDatabaseId }) else {
         log!("ably_pg: no free worker slot for database {database}");
         return;
@@ -254,7 +257,7 @@ impl Worker {
                 .unwrap_or_default()
         });
         for (key, channel, ids) in batches {
-            let rows = read_rows("WHERE id = ANY ($1) ORDER BY id", &[ids.clone().into()]);
+            let rows = read_rows("WHERE id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY id", &[ids.clone().into()]);
             let messages = rows
                 .into_iter()
                 .enumerate()
@@ -337,14 +340,14 @@ impl Worker {
                 .filter_map(|k| self.pending.remove(k))
                 .flat_map(|p| p.queue_ids)
                 .collect();
-            Spi::run_with_args("DELETE FROM ably.queue WHERE id = ANY ($1)", &[ids.into()]).expect("delete delivered rows");
-            Spi::run_with_args("DELETE FROM ably.batches WHERE id = ANY ($1)", &[settled.delivered.into()])
+            Spi::run_with_args("DELETE FROM ably.queue WHERE id OPERATOR(pg_catalog.=) ANY ($1)", &[ids.into()]).expect("delete delivered rows");
+            Spi::run_with_args("DELETE FROM ably.batches WHERE id OPERATOR(pg_catalog.=) ANY ($1)", &[settled.delivered.into()])
                 .expect("delete delivered batches");
         }
         for (key, error) in settled.dead {
             let Some(batch) = self.pending.remove(&key) else { continue };
             Spi::run_with_args(
-                "WITH moved AS (DELETE FROM ably.queue WHERE id = ANY ($1) RETURNING *) \
+                "WITH moved AS (DELETE FROM ably.queue WHERE id OPERATOR(pg_catalog.=) ANY ($1) RETURNING *) \
                  INSERT INTO ably.dead_letters (id, rule_id, channel, name, data, enqueued_at, http_status, error_code, error_message) \
                  SELECT id, rule_id, channel, name, data, enqueued_at, $2, $3, $4 FROM moved",
                 &[
@@ -355,12 +358,12 @@ impl Worker {
                 ],
             )
             .expect("move to dead letters");
-            Spi::run_with_args("DELETE FROM ably.batches WHERE id = $1", &[key.into()]).expect("delete dead batch");
+            Spi::run_with_args("DELETE FROM ably.batches WHERE id OPERATOR(pg_catalog.=) $1", &[key.into()]).expect("delete dead batch");
             warning!("ably_pg: {} message(s) on channel {} moved to ably.dead_letters: {error}", batch.queue_ids.len(), batch.channel);
         }
         for key in settled.split {
             if self.pending.remove(&key).is_some() {
-                Spi::run_with_args("DELETE FROM ably.batches WHERE id = $1", &[key.into()]).expect("forget refused batch");
+                Spi::run_with_args("DELETE FROM ably.batches WHERE id OPERATOR(pg_catalog.=) $1", &[key.into()]).expect("forget refused batch");
             }
         }
 
@@ -379,7 +382,7 @@ impl Worker {
         let batch_size = guc::BATCH_SIZE.get().max(1) as usize;
         let limit = (batch_size * guc::MAX_IN_FLIGHT.get().max(1) as usize * 2) as i64;
         let rows = read_rows(
-            "WHERE channel <> ALL ($1) ORDER BY id LIMIT $2",
+            "WHERE channel OPERATOR(pg_catalog.<>) ALL ($1) ORDER BY id LIMIT $2",
             &[skip.into(), limit.into()],
         );
         if rows.is_empty() {
@@ -407,7 +410,8 @@ impl Worker {
         // One sequence call for the whole round: the worker is the only
         // user of ably.batch_id_seq.
         let last = Spi::get_one_with_args::<i64>(
-            "SELECT setval('ably.batch_id_seq', nextval('ably.batch_id_seq') + $1 - 1)",
+            "SELECT pg_catalog.setval('ably.batch_id_seq'::pg_catalog.regclass, \
+             pg_catalog.nextval('ably.batch_id_seq'::pg_catalog.regclass) OPERATOR(pg_catalog.+) $1 OPERATOR(pg_catalog.-) 1)",
             &[(formed.len() as i64).into()],
         )
         .ok()
@@ -430,7 +434,9 @@ impl Worker {
         }
         Spi::run_with_args(
             "INSERT INTO ably.batches (id, channel, queue_ids) \
-             SELECT k, c, string_to_array(m, ',')::bigint[] FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(k, c, m)",
+             SELECT k, c, pg_catalog.string_to_array(m, ',')::pg_catalog.int8[] \
+             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[]), \
+                            pg_catalog.unnest($3::pg_catalog.text[])) AS u(k, c, m)",
             &[keys.into(), channels.into(), members.into()],
         )
         .expect("record batches");
@@ -446,7 +452,7 @@ impl Worker {
                 select_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM ably.queue_{next})"), &[]).unwrap_or(false);
             if next_empty {
                 Spi::run_with_args(
-                    "UPDATE ably.queue_state SET current_part = $1, rotated_id = $2, rotated_at = now()",
+                    "UPDATE ably.queue_state SET current_part = $1, rotated_id = $2, rotated_at = pg_catalog.now()",
                     &[next.into(), last.into()],
                 )
                 .expect("rotate queue");
@@ -457,7 +463,7 @@ impl Worker {
         }
         // ably.batches churns by a row per batch; with nothing in flight
         // it can be emptied wholesale (only this worker writes it).
-        let batch_bytes = select_one::<i64>("SELECT pg_relation_size('ably.batches')", &[]).unwrap_or(0);
+        let batch_bytes = select_one::<i64>("SELECT pg_catalog.pg_relation_size('ably.batches'::pg_catalog.regclass)", &[]).unwrap_or(0);
         if self.pending.is_empty() && batch_bytes > 1 << 20 {
             truncate_if_empty("ably.batches");
         }
@@ -466,7 +472,7 @@ impl Worker {
                 continue;
             }
             let name = format!("ably.queue_{part}");
-            let size = select_one::<i64>(&format!("SELECT pg_relation_size('{name}')"), &[]).unwrap_or(0);
+            let size = select_one::<i64>(&format!("SELECT pg_catalog.pg_relation_size('{name}'::pg_catalog.regclass)"), &[]).unwrap_or(0);
             if size == 0 {
                 continue;
             }
@@ -565,7 +571,7 @@ impl Worker {
 /// TRUNCATEs `table` if it holds no row and can be locked without waiting
 /// (a writer still inserting into an old queue part holds a lock on it).
 fn truncate_if_empty(table: &str) {
-    let Some(relid) = select_one::<pg_sys::Oid>(&format!("SELECT '{table}'::regclass::oid"), &[]) else { return };
+    let Some(relid) = select_one::<pg_sys::Oid>(&format!("SELECT '{table}'::pg_catalog.regclass::pg_catalog.oid"), &[]) else { return };
     if !unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::AccessExclusiveLock as i32) } {
         return;
     }
@@ -585,7 +591,7 @@ struct Row {
 fn read_rows(clause: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<Row> {
     Spi::connect(|client| {
         client
-            .select(&format!("SELECT id, channel, name, data::text FROM ably.queue {clause}"), None, args)
+            .select(&format!("SELECT id, channel, name, data::pg_catalog.text FROM ably.queue {clause}"), None, args)
             .map(|rows| {
                 rows.filter_map(|r| {
                     Some(Row {
@@ -609,6 +615,5 @@ fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
 }
 
 fn extension_installed() -> bool {
-    select_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ably_pg')", &[])
-        .unwrap_or(false)
+    crate::catalog::extension().is_some()
 }
