@@ -40,7 +40,11 @@ after(async () => {
   await s?.stop();
 });
 
-test('a condition is one boolean expression: a second statement, FROM or UNION is 22023 and nothing is recorded', async () => {
+/** Removes whatever rules a failed test left on the table. */
+const cleanUp = () => owner.query(`SELECT ably.unpublish_table('cowner.posts')`);
+
+test('a condition is one boolean expression: a second statement, FROM or UNION is 22023 and nothing is recorded', async (t) => {
+  t.after(cleanUp);
   const smuggled = [
     `true); DELETE FROM cowner.posts; SELECT (true`,
     `true)::boolean FROM pg_catalog.pg_class --`,
@@ -57,7 +61,8 @@ test('a condition is one boolean expression: a second statement, FROM or UNION i
   assert.equal(kept[0].n, 1);
 });
 
-test('a condition is resolved at publish time with search_path pg_catalog and stored as canonical text', async () => {
+test('a condition is resolved at publish time with search_path pg_catalog and stored as canonical text', async (t) => {
+  t.after(cleanUp);
   // unqualified user function: not found under the pinned path, with a hint
   const e = await errorOf(owner.query(`SELECT ably.publish_table('cowner.posts', 'p', condition => 'is_loud(body)')`));
   assert.ok(e, 'an unqualified user function in a condition was accepted (resolved through the caller\'s search_path)');
