@@ -43,16 +43,29 @@ after(async () => {
 /** Removes whatever rules a failed test left on the table. */
 const cleanUp = () => owner.query(`SELECT ably.unpublish_table('cowner.posts')`);
 
-test('a condition is one boolean expression: a second statement, FROM or UNION is 22023 and nothing is recorded', async (t) => {
+test('a condition is one boolean expression: a second statement, FROM or UNION is 22023, and nothing is recorded', async (t) => {
   t.after(cleanUp);
-  const smuggled = [
+  // text that only escaped the old "SELECT (<condition>)::boolean" wrapper
+  // is not even an expression: refused (22023 or a syntax error)
+  const escapes = [
     `true); DELETE FROM cowner.posts; SELECT (true`,
     `true)::boolean FROM pg_catalog.pg_class --`,
     `true) UNION SELECT (false`,
-    `status = 'public'; SELECT 1`,
     `true)::boolean; SELECT (true`,
   ];
-  for (const condition of smuggled) {
+  for (const condition of escapes) {
+    const e = await errorOf(owner.query(`SELECT ably.publish_table('cowner.posts', 'p', condition => $1)`, [condition]));
+    assert.ok(e && ['22023', '42601'].includes(e.code), `condition ${JSON.stringify(condition)}: ${e ? `${e.code} ${e.message}` : 'accepted'}`);
+  }
+  // one boolean expression, nothing more: 22023
+  const notOneExpression = [
+    `true; DELETE FROM cowner.posts`,
+    `status = 'public'; SELECT 1`,
+    `true FROM pg_catalog.pg_class`,
+    `true UNION SELECT false`,
+    `status = 'public' UNION ALL SELECT true FROM cowner.posts`,
+  ];
+  for (const condition of notOneExpression) {
     await rejectsWith(owner.query(`SELECT ably.publish_table('cowner.posts', 'p', condition => $1)`, [condition]), '22023', { message: `condition ${JSON.stringify(condition)}` });
   }
   const { rows } = await s.su(`SELECT count(*)::int AS n FROM ably.rules`);
