@@ -107,7 +107,7 @@ function stripSql(sql) {
 
 // Words that precede "(" without being a function call.
 const NOT_CALLS = new Set(`
-  all and any array as by case cast check coalesce create default delete distinct each else end
+  all and any array as by case cast check coalesce create default delete distinct each else end operator
   exists extract filter for from function greatest grouping if in include index insert into is
   join key least limit list not null nullif on or over overlay partition position primary
   references returning returns row rows select set some substring table then trigger trim type
@@ -115,46 +115,59 @@ const NOT_CALLS = new Set(`
 
 /**
  * Names in ably_pg's SQL that a search_path could capture.
- * Returns { functions, operators, types, qualified, texts } (sets of strings).
+ *
+ * Returns { functions, operators, types } — the sets to shadow: every name
+ * the SQL uses unqualified, plus every pg_catalog name it qualifies (so that
+ * a query that loses its qualification later is still attacked) — and
+ * { unqualified, qualified, texts } for the record.
  */
 export function extractNames(root = ROOT, extraSql = []) {
   const texts = [...sqlTexts(root), ...extraSql.map((sql) => ({ source: 'test', sql }))];
-  const functions = new Set();
-  const operators = new Set();
-  const types = new Set();
+  const unqualified = { functions: new Set(), operators: new Set(), types: new Set() };
+  const catalog = { functions: new Set(), operators: new Set(), types: new Set() };
   const qualified = new Set();
   for (const { sql } of texts) {
-    const s = stripSql(sql);
-    // function calls: ident ( — not qualified, not an alias (AS x(...))
-    const call = /(\.\s*)?("?)([A-Za-z_][A-Za-z0-9_$]*)\2\s*\(/g;
+    let s = stripSql(sql);
+    // OPERATOR(schema.op): qualified, and not a function call
+    s = s.replace(/\bOPERATOR\s*\(\s*"?([A-Za-z_][A-Za-z0-9_]*)"?\s*\.\s*([^)\s]+)\s*\)/gi, (_, schema, op) => {
+      qualified.add(`OPERATOR(${schema}.${op})`);
+      if (schema.toLowerCase() === 'pg_catalog') catalog.operators.add(op);
+      return ' ';
+    });
+    // function calls: ident ( — not an alias (AS x(...))
+    const call = /(?:("?)([A-Za-z_][A-Za-z0-9_$]*)\1\s*\.\s*)?("?)([A-Za-z_][A-Za-z0-9_$]*)\3\s*\(/g;
     let m;
     while ((m = call.exec(s))) {
-      const name = m[3];
-      const before = s.slice(Math.max(0, m.index - 12), m.index);
-      if (m[1]) {
-        const q = /([A-Za-z_][A-Za-z0-9_]*)\s*$/.exec(s.slice(0, m.index));
-        qualified.add(`${q ? q[1] : '?'}.${name}`);
+      const name = m[4].toLowerCase();
+      if (m[2]) {
+        qualified.add(`${m[2]}.${name}`);
+        if (m[2].toLowerCase() === 'pg_catalog') catalog.functions.add(name);
         continue;
       }
+      const before = s.slice(Math.max(0, m.index - 12), m.index);
+      if (/\.\s*$/.test(before)) continue; // a column or table of a qualified name
       if (/\bAS\s*$/i.test(before)) continue;
-      if (NOT_CALLS.has(name.toLowerCase())) continue;
-      if (/^\d/.test(name)) continue;
-      functions.add(name.toLowerCase());
+      if (NOT_CALLS.has(name)) continue;
+      unqualified.functions.add(name);
     }
-    // casts: ::type[]
-    const cast = /::\s*("?)([A-Za-z_][A-Za-z0-9_]*)\1(\s*\.\s*"?[A-Za-z_][A-Za-z0-9_]*"?)?/g;
+    // casts: ::[schema.]type
+    const cast = /::\s*("?)([A-Za-z_][A-Za-z0-9_]*)\1(?:\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?)?/g;
     while ((m = cast.exec(s))) {
-      if (m[3]) continue; // schema-qualified type
-      types.add(m[2].toLowerCase());
+      if (m[3]) {
+        qualified.add(`::${m[2]}.${m[3]}`);
+        if (m[2].toLowerCase() === 'pg_catalog') catalog.types.add(m[3].toLowerCase());
+      } else {
+        unqualified.types.add(m[2].toLowerCase());
+      }
     }
     // symbolic operators (:: is not one; a lone * is a wildcard)
     const ops = s.replace(/::/g, ' ').match(/[+\-*/<>=~!@#%^&|`?]+/g) ?? [];
     for (const op of ops) {
       if (op === '*' || op === '?') continue;
-      operators.add(op === '!=' ? '<>' : op);
+      unqualified.operators.add(op === '!=' ? '<>' : op);
     }
-    // operators written as keywords
-    const kw = (re, ...names) => { if (re.test(s)) names.forEach((n) => operators.add(n)); };
+    // operators written as keywords (always looked up through search_path)
+    const kw = (re, ...names) => { if (re.test(s)) names.forEach((n) => unqualified.operators.add(n)); };
     kw(/\bNOT\s+LIKE\b/i, '!~~');
     kw(/(?<!NOT\s+)\bLIKE\b/i, '~~');
     kw(/\bNOT\s+ILIKE\b/i, '!~~*');
@@ -165,7 +178,8 @@ export function extractNames(root = ROOT, extraSql = []) {
     kw(/(?<!NOT\s+)\bIN\s*\(/i, '=');
     kw(/\bIS\s+(NOT\s+)?DISTINCT\s+FROM\b/i, '=');
   }
-  return { functions, operators, types, qualified, texts };
+  const union = (k) => new Set([...unqualified[k], ...catalog[k]]);
+  return { functions: union('functions'), operators: union('operators'), types: union('types'), unqualified, qualified, texts };
 }
 
 // ---------------------------------------------------------------- the plan
@@ -292,7 +306,8 @@ export async function shadowPlan(client, { schema, creator, names = extractNames
         const setof = /^(SETOF|TABLE)\b/.test(result);
         const code = setof
           ? `RETURN QUERY SELECT * FROM ${orig}(${callArgs});`
-          : /\bOUT\b/.test(argList) ? 'RETURN;' : `RETURN ${orig}(${callArgs});`;
+          : /\bOUT\b/.test(argList) ? 'RETURN;'
+            : result === 'void' ? `PERFORM ${orig}(${callArgs}); RETURN;` : `RETURN ${orig}(${callArgs});`;
         statements.push(`CREATE FUNCTION ${fn}(${argList}) RETURNS ${result} ${body(what, code)}`);
         summary.functions.push(what);
       }
@@ -450,14 +465,18 @@ export function describeRuns(runs, max = 15) {
   return lines.slice(0, max).join('\n') + (lines.length > max ? `\n  … and ${lines.length - max} more` : '');
 }
 
-/** One line per extracted name class, for the test output. */
+/** What was extracted and what will be shadowed, for the test output. */
 export function describeNames(names) {
+  const list = (set) => [...set].sort().join(' ');
+  const extra = (k) => [...names[k]].filter((n) => !names.unqualified[k].has(n));
   return [
     `ably_pg SQL texts scanned: ${names.texts.length}`,
-    `functions (${names.functions.size}): ${[...names.functions].sort().join(' ')}`,
-    `operators (${names.operators.size}): ${[...names.operators].sort().join(' ')}`,
-    `cast types (${names.types.size}): ${[...names.types].sort().join(' ')}`,
-    `already schema-qualified (not shadowable): ${[...names.qualified].sort().join(' ')}`,
+    `unqualified in ably_pg's SQL — functions: ${list(names.unqualified.functions)}`,
+    `  operators: ${list(names.unqualified.operators)}`,
+    `  cast types: ${list(names.unqualified.types)}`,
+    `qualified in ably_pg's SQL: ${list(names.qualified)}`,
+    `shadowed: ${names.functions.size} function names (${extra('functions').length} of them only seen pg_catalog-qualified: ${extra('functions').sort().join(' ')}), ` +
+      `${names.operators.size} operators (${list(names.operators)}), ${names.types.size} types (${list(names.types)})`,
   ].join('\n');
 }
 
