@@ -6,7 +6,12 @@
 // search_path = pg_catalog, pg_temp in its startup options (which win over
 // ALTER DATABASE/ROLE … SET), so that a shadow an attacker planted can only
 // ever be reached through ably_pg's own code, never through the test's
-// queries. Connections "as the victim" (asVictim) deliberately do not.
+// queries. Connections made as other roles (connect({ user }), as(),
+// psql({ user })) take that role's own settings, as an attacker's would.
+//
+// Run one file: ABLY_SERVER_BIN=$PWD/../target/debug/ably-server
+//   node --test security/capture.test.mjs   (SECTEST_VERBOSE=1 prints how
+// each attack step ended; PG_BIN=… runs against another PostgreSQL tree).
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
