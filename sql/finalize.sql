@@ -21,6 +21,7 @@ REVOKE EXECUTE ON FUNCTION ably.grant_channels(regrole, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.revoke_channels(regrole, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.create_token_request(text, jsonb, interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.retry_dead_letters(bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION ably.start_worker() FROM PUBLIC;
 -- EXECUTE on a trigger function is checked when a trigger is created, not
 -- when it fires: only ably.publish_table() (as the extension owner) and
 -- superusers attach it to tables.
@@ -52,3 +53,7 @@ CREATE VIEW ably.status AS SELECT * FROM ably.status();
 CREATE EVENT TRIGGER ably_adopt_triggers ON ddl_command_end
     WHEN TAG IN ('CREATE TRIGGER')
     EXECUTE FUNCTION ably.adopt_triggers();
+
+-- Delivery starts without a restart: the launcher starts this database's
+-- worker once CREATE EXTENSION commits.
+SELECT ably.start_worker();

@@ -70,48 +70,94 @@ SELECT pg_catalog.pg_extension_config_dump('ably.channel_grants',
     'WHERE EXISTS (SELECT FROM pg_catalog.pg_roles r
                     WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid)');
 
--- The queue: one row per message to publish, written by the row trigger in
--- the writer's transaction. Partitioned into three rotating parts so that
--- delivered rows are reclaimed by TRUNCATE, never left to bloat (see
--- src/queue.rs for the rotation protocol).
+-- The queue, PgQ style (src/queue.rs, src/tick.rs): one row per message,
+-- written by the row trigger in the writer's transaction and never updated
+-- or deleted. The worker finds new rows by the writer's transaction id
+-- (txid) between two snapshots ("ticks"); delivered parts are TRUNCATEd as a
+-- whole on rotation, so the queue has no dead rows and needs no VACUUM.
 CREATE SEQUENCE ably.queue_id_seq AS bigint;
 CREATE TABLE ably.queue (
-    id          bigint      NOT NULL DEFAULT nextval('ably.queue_id_seq'),
+    txid        bigint      NOT NULL,
+    id          bigint      NOT NULL,
     part        smallint    NOT NULL,
     rule_id     bigint,
     channel     text        NOT NULL,
     name        text,
     data        json        NOT NULL,
-    enqueued_at timestamptz NOT NULL DEFAULT now()
+    enqueued_at timestamptz NOT NULL
 ) PARTITION BY LIST (part);
 CREATE TABLE ably.queue_0 PARTITION OF ably.queue FOR VALUES IN (0);
 CREATE TABLE ably.queue_1 PARTITION OF ably.queue FOR VALUES IN (1);
 CREATE TABLE ably.queue_2 PARTITION OF ably.queue FOR VALUES IN (2);
-CREATE INDEX queue_id_idx ON ably.queue (id);
--- Rows are deleted right after delivery and whole parts are truncated on
--- rotation; autovacuum on the parts only wastes I/O.
+CREATE INDEX queue_txid_idx ON ably.queue (txid);
+-- Rows are never deleted or updated, and parts are truncated as a whole.
 ALTER TABLE ably.queue_0 SET (autovacuum_enabled = off);
 ALTER TABLE ably.queue_1 SET (autovacuum_enabled = off);
 ALTER TABLE ably.queue_2 SET (autovacuum_enabled = off);
 
--- Which part writers insert into. The worker mirrors it in shared memory.
+-- The worker's durable position, one row.
+--   current_part   the part writers insert into (mirrored in shared memory)
+--   rotations      how often writers moved to the next part
+--   retired_xid    per part: the next transaction id when writers left it;
+--                  a part is truncated once every transaction before that
+--                  has ended and been delivered (NULL: current or free)
+--   cut_tick       the last tick whose rows were cut into batches
+--   epoch          random, drawn at CREATE EXTENSION and again when the
+--                  timeline changes (promotion, point-in-time recovery):
+--                  message ids start with it, so they never repeat after a
+--                  sequence moved back
 CREATE TABLE ably.queue_state (
-    singleton    boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
-    current_part smallint    NOT NULL DEFAULT 0 CHECK (current_part BETWEEN 0 AND 2),
-    rotated_at   timestamptz NOT NULL DEFAULT now(),
-    rotated_id   bigint      NOT NULL DEFAULT 0
+    singleton       boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    current_part    smallint    NOT NULL DEFAULT 0 CHECK (current_part BETWEEN 0 AND 2),
+    retired_xid     bigint[]    NOT NULL DEFAULT '{NULL,NULL,NULL}',
+    rotated_at      timestamptz NOT NULL DEFAULT now(),
+    rotations       bigint      NOT NULL DEFAULT 0,
+    cut_tick        bigint      NOT NULL DEFAULT 0,
+    epoch           text        NOT NULL,
+    epoch_timeline  integer     NOT NULL
 );
-INSERT INTO ably.queue_state DEFAULT VALUES;
+INSERT INTO ably.queue_state (epoch, epoch_timeline)
+SELECT pg_catalog.substr(pg_catalog.md5(pg_catalog.random()::pg_catalog.text
+                                        OPERATOR(pg_catalog.||) pg_catalog.clock_timestamp()::pg_catalog.text), 1, 12),
+       0;
 
--- Batches handed to Ably but not yet acknowledged. A batch is recorded
--- (and committed) before it is sent, so that after a crash it is re-sent with
--- exactly the same members and message ids, and Ably de-duplicates it.
+-- Ticks: snapshots that divide the queue into consecutive sets of
+-- committed rows (top-level transaction ids, 64-bit). The rows of tick n are
+-- those visible in tick n and not in tick n-1. Tick 0 is taken here, so
+-- rows of transactions that commit after CREATE EXTENSION come after it.
+CREATE TABLE ably.ticks (
+    id          bigint      PRIMARY KEY,
+    snap_xmin   bigint      NOT NULL,
+    snap_xmax   bigint      NOT NULL,
+    snap_xip    bigint[]    NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+INSERT INTO ably.ticks (id, snap_xmin, snap_xmax, snap_xip, created_at)
+SELECT 0,
+       pg_catalog.pg_snapshot_xmin(s)::pg_catalog.text::pg_catalog.int8,
+       pg_catalog.pg_snapshot_xmax(s)::pg_catalog.text::pg_catalog.int8,
+       -- the running transactions, and this one: rows it queues after
+       -- CREATE EXTENSION come after tick 0
+       ARRAY(SELECT x::pg_catalog.text::pg_catalog.int8 FROM pg_catalog.pg_snapshot_xip(s) AS x)
+           OPERATOR(pg_catalog.||) pg_catalog.pg_current_xact_id()::pg_catalog.text::pg_catalog.int8,
+       pg_catalog.now()
+  FROM pg_catalog.pg_current_snapshot() AS s;
+
+-- Batches recorded (and committed) before they are sent, and deleted once
+-- Ably acknowledged them: the rows of one tick on one channel with ids
+-- first_id..last_id, published under message ids <base>:0..count-1. After a
+-- crash a batch is read again from its tick and re-sent unchanged, so Ably
+-- de-duplicates it.
 CREATE SEQUENCE ably.batch_id_seq AS bigint;
 CREATE TABLE ably.batches (
     id          bigint      PRIMARY KEY,
+    base        text        NOT NULL,
+    tick        bigint      NOT NULL,
     channel     text        NOT NULL,
-    queue_ids   bigint[]    NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    first_id    bigint      NOT NULL,
+    last_id     bigint      NOT NULL,
+    count       integer     NOT NULL,
+    created_at  timestamptz NOT NULL
 );
 
 -- Messages Ably refused for good (too large, invalid channel, ...), kept

@@ -9,6 +9,7 @@
 use pgrx::prelude::*;
 
 mod auth;
+mod batch;
 mod catalog;
 mod channel;
 mod condition;
@@ -18,15 +19,18 @@ mod errors;
 mod grants;
 mod guc;
 mod identity;
+mod lanes;
+mod launcher;
 mod publisher;
 mod queue;
+mod queue_state;
 mod redact;
 mod rule_store;
 mod rules;
 mod shared;
-mod sql;
 mod status;
 mod store;
+mod tick;
 mod token;
 mod trigger;
 mod worker;
@@ -48,7 +52,7 @@ pub extern "C-unwind" fn _PG_init() {
     // changes, and ably.status() says that nothing delivers them.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         shared::init();
-        worker::register();
+        launcher::register();
     }
 }
 
@@ -61,7 +65,6 @@ pub mod pg_test {
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         vec![
             "shared_preload_libraries = 'ably_pg'",
-            "ably.database = 'pgrx_tests'",
             "ably.poll_interval = '1s'",
         ]
     }

@@ -1,24 +1,30 @@
 //! The durable queue: where a change waits between its transaction's COMMIT
-//! and Ably's acknowledgement.
+//! and Ably's acknowledgement. This is the writer's side; src/tick.rs reads
+//! the queue and src/worker.rs rotates it.
 //!
 //! Invariants:
 //! - A queue row is written in the writer's transaction, so ROLLBACK (also to
 //!   a savepoint) leaves nothing and COMMIT keeps it through a crash: the
 //!   tables are ordinary, WAL-logged tables.
+//! - Each row carries its writer's top-level transaction id (`txid`, the
+//!   part's only index), by which the worker finds rows between ticks.
 //! - Queue ids come from one sequence, drawn while the writer holds the row
 //!   lock, so later changes of a row always have larger ids than earlier ones.
-//! - A row leaves the queue only after Ably acknowledged it (or it was moved
-//!   to `ably.dead_letters`).
+//! - Rows are never updated or deleted: a part has no dead rows and needs no
+//!   VACUUM. Writers append with `heap_insert` + `index_insert`: no SQL, no
+//!   plan, no permission check on ably's tables (writers have no right on
+//!   them).
 //!
-//! Bloat: `ably.queue` is partitioned into three parts. Writers insert into
-//! the *current* part (kept in shared memory, mirrored in `ably.queue_state`).
-//! The worker deletes delivered rows, and every `ably.queue_rotate_rows` rows
-//! it moves writers on to the next part once that part is empty. A part that
-//! is not current, holds no undelivered row and can be locked without waiting
-//! is then TRUNCATEd, which returns its space at once — so dead rows never
-//! pile up and no VACUUM is needed (the PgQ approach, with partitions). A
-//! writer that read the old part number just before a switch still inserts
-//! into the old part; that is harmless because the worker reads all parts.
+//! Rotation (the PgQ approach, with partitions): writers insert into the
+//! *current* part, published by the worker in shared memory (and in
+//! `ably.queue_state`). Every `ably.queue_rotate_rows` rows the worker moves
+//! writers to the next, empty part; it publishes the new part first and only
+//! then reads the next transaction id, X, and records it as the old part's
+//! retiring point. A writer takes its transaction id before it reads the
+//! part, so any writer that still saw the old part has an id below X. Once
+//! every transaction below X has ended, been cut into batches and delivered,
+//! the old part is truncated as a whole (heap_truncate_one_rel: WAL-logged,
+//! and it keeps the part's files, so writers' cached relations stay valid).
 
 use crate::catalog;
 use crate::shared;
@@ -55,11 +61,12 @@ struct Target {
     indexes: [pg_sys::Oid; PARTS as usize],
     /// Built once in TopMemoryContext; depends only on the index definition.
     index_infos: [*mut pg_sys::IndexInfo; PARTS as usize],
-    /// 0-based positions of id, part, rule_id, channel, name, data, enqueued_at.
-    columns: [usize; 7],
+    /// 0-based positions of id, part, rule_id, channel, name, data,
+    /// enqueued_at, txid.
+    columns: [usize; 8],
 }
 
-const COLUMNS: [&str; 7] = ["id", "part", "rule_id", "channel", "name", "data", "enqueued_at"];
+const COLUMNS: [&str; 8] = ["id", "part", "rule_id", "channel", "name", "data", "enqueued_at", "txid"];
 
 fn target() -> Target {
     if let Some(t) = TARGET.with(|t| *t.borrow()) {
@@ -79,7 +86,7 @@ unsafe fn resolve_target() -> Target {
     let mut parts = [pg_sys::InvalidOid; PARTS as usize];
     let mut indexes = [pg_sys::InvalidOid; PARTS as usize];
     let mut index_infos = [std::ptr::null_mut(); PARTS as usize];
-    let mut columns = [0usize; 7];
+    let mut columns = [0usize; 8];
     for p in 0..PARTS as usize {
         let Some(part) = catalog::relation_in(extension.namespace, &format!("queue_{p}")) else { missing() };
         parts[p] = part;
@@ -150,6 +157,11 @@ fn current_part() -> i16 {
 /// Queues one message in the current transaction; returns its queue id.
 /// `data` is JSON text.
 pub fn enqueue_text(rule_id: Option<i64>, channel: &str, name: Option<&str>, data: &str) -> i64 {
+    // The transaction id first, the part second: a writer that still sees
+    // the old part after a rotation has an id below the part's retiring
+    // point (see the module comment).
+    let txid = unsafe { pg_sys::GetTopFullTransactionId() }.value;
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     let part = current_part();
     let target = target();
     let id = unsafe {
@@ -171,10 +183,11 @@ pub fn enqueue_text(rule_id: Option<i64>, channel: &str, name: Option<&str>, dat
         set(4, name.map(text_datum));
         set(5, Some(text_datum(data)));
         set(6, Some(pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp())));
+        set(7, Some(pg_sys::Datum::from(txid as i64)));
         let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
         pg_sys::simple_heap_insert(rel, tuple);
         let index = pg_sys::index_open(target.indexes[part as usize], pg_sys::RowExclusiveLock as i32);
-        let mut key = [pg_sys::Datum::from(id)];
+        let mut key = [pg_sys::Datum::from(txid as i64)];
         let mut key_null = [false];
         pg_sys::index_insert(
             index,

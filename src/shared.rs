@@ -1,15 +1,19 @@
-//! Shared memory: one slot per served database, written by that database's
-//! worker and read by every backend (to wake the worker at commit, to pick
-//! the queue part, and for `ably.status()`).
+//! Shared memory: the launcher's mailbox and one slot per served database,
+//! written by the launcher and that database's worker and read by every
+//! backend (to wake the worker at commit, to pick the queue part, and for
+//! `ably.status()`).
 //!
 //! Plain atomics, no locks on the hot path. Text fields (the last error) are
 //! behind an LWLock. Only present when ably_pg is in shared_preload_libraries.
+//! Slot ownership: the launcher claims and frees slots (`dboid`); the worker
+//! of a slot writes everything else.
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-pub const MAX_DATABASES: usize = 8;
+/// Slots compiled in; `ably.max_workers` says how many are used.
+pub const MAX_SLOTS: usize = 64;
 const ERROR_TEXT: usize = 512;
 
 /// What a worker is doing, as shown by `ably.status()`.
@@ -24,6 +28,7 @@ pub enum WorkerState {
     NoApiKey = 5,
     NoExtension = 6,
     Stopped = 7,
+    InvalidConfig = 8,
 }
 
 impl WorkerState {
@@ -37,6 +42,7 @@ impl WorkerState {
             WorkerState::NoApiKey => "no-api-key",
             WorkerState::NoExtension => "no-extension",
             WorkerState::Stopped => "stopped",
+            WorkerState::InvalidConfig => "invalid-config",
         }
     }
 
@@ -49,9 +55,24 @@ impl WorkerState {
             5 => WorkerState::NoApiKey,
             6 => WorkerState::NoExtension,
             7 => WorkerState::Stopped,
+            8 => WorkerState::InvalidConfig,
             _ => WorkerState::Starting,
         }
     }
+}
+
+/// Why a worker stopped, so that the launcher knows whether to start it
+/// again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ExitReason {
+    /// Still running, or it died without saying (crash, terminate): restart.
+    None = 0,
+    /// ably_pg is not installed in the database: start again only when a
+    /// CREATE EXTENSION asks for it.
+    NoExtension = 1,
+    /// The database is being dropped: leave it alone.
+    DatabaseDropping = 2,
 }
 
 #[derive(Default)]
@@ -63,6 +84,7 @@ pub struct Slot {
     /// what a committing writer sets.
     procno: AtomicI32,
     state: AtomicI32,
+    exit_reason: AtomicI32,
     /// Set by the worker just before it looks at the queue for the last time
     /// and goes to sleep; writers set its latch at COMMIT only then, so a
     /// busy worker is not signalled thousands of times a second.
@@ -79,12 +101,26 @@ pub struct Slot {
 }
 
 pub struct Slots {
-    slots: [Slot; MAX_DATABASES],
+    /// The launcher's PGPROC number (-1: not running) and its pid.
+    launcher_procno: AtomicI32,
+    launcher_pid: AtomicI32,
+    /// Databases that asked for a worker (CREATE EXTENSION); the launcher
+    /// takes them out.
+    requests: [AtomicU32; 8],
+    /// Set when the launcher found no free slot for some database.
+    exhausted: AtomicBool,
+    slots: [Slot; MAX_SLOTS],
 }
 
 impl Default for Slots {
     fn default() -> Self {
-        Slots { slots: std::array::from_fn(|_| Slot::default()) }
+        Slots {
+            launcher_procno: AtomicI32::new(-1),
+            launcher_pid: AtomicI32::new(0),
+            requests: std::array::from_fn(|_| AtomicU32::new(0)),
+            exhausted: AtomicBool::new(false),
+            slots: std::array::from_fn(|_| Slot::default()),
+        }
     }
 }
 
@@ -92,13 +128,13 @@ unsafe impl PGRXSharedMemory for Slots {}
 
 #[derive(Clone, Copy)]
 pub struct ErrorTexts {
-    texts: [[u8; ERROR_TEXT]; MAX_DATABASES],
-    lens: [u16; MAX_DATABASES],
+    texts: [[u8; ERROR_TEXT]; MAX_SLOTS],
+    lens: [u16; MAX_SLOTS],
 }
 
 impl Default for ErrorTexts {
     fn default() -> Self {
-        ErrorTexts { texts: [[0; ERROR_TEXT]; MAX_DATABASES], lens: [0; MAX_DATABASES] }
+        ErrorTexts { texts: [[0; ERROR_TEXT]; MAX_SLOTS], lens: [0; MAX_SLOTS] }
     }
 }
 
@@ -121,15 +157,11 @@ pub fn preloaded() -> bool {
 }
 
 fn slot_of(dboid: pg_sys::Oid) -> Option<&'static Slot> {
-    if !preloaded() {
-        return None;
-    }
-    let dboid = dboid.to_u32();
-    SLOTS.get().slots.iter().find(|s| s.dboid.load(Ordering::Acquire) == dboid)
+    slot_index(dboid).map(|i| &SLOTS.get().slots[i])
 }
 
 fn slot_index(dboid: pg_sys::Oid) -> Option<usize> {
-    if !preloaded() {
+    if !preloaded() || dboid == pg_sys::InvalidOid {
         return None;
     }
     SLOTS.get().slots.iter().position(|s| s.dboid.load(Ordering::Acquire) == dboid.to_u32())
@@ -137,10 +169,16 @@ fn slot_index(dboid: pg_sys::Oid) -> Option<usize> {
 
 /// The queue part writers of this database use, if a worker published it.
 pub fn current_part(dboid: pg_sys::Oid) -> Option<i16> {
-    slot_of(dboid)
-        .map(|s| s.part.load(Ordering::Acquire))
-        .filter(|p| *p >= 0)
-        .map(|p| p as i16)
+    slot_of(dboid).map(|s| s.part.load(Ordering::Acquire)).filter(|p| *p >= 0).map(|p| p as i16)
+}
+
+unsafe fn set_latch_of(procno: i32) {
+    if procno >= 0 {
+        unsafe {
+            let proc_ = (*pg_sys::ProcGlobal).allProcs.add(procno as usize);
+            pg_sys::SetLatch(&mut (*proc_).procLatch);
+        }
+    }
 }
 
 pub fn wake_worker(dboid: pg_sys::Oid) {
@@ -148,11 +186,125 @@ pub fn wake_worker(dboid: pg_sys::Oid) {
     if !slot.wants_wake.swap(false, Ordering::SeqCst) {
         return;
     }
-    let procno = slot.procno.load(Ordering::Acquire);
-    if procno >= 0 {
-        unsafe {
-            let proc_ = (*pg_sys::ProcGlobal).allProcs.add(procno as usize);
-            pg_sys::SetLatch(&mut (*proc_).procLatch);
+    unsafe { set_latch_of(slot.procno.load(Ordering::Acquire)) };
+}
+
+/// Asks the launcher to start a worker for this database (after CREATE
+/// EXTENSION commits).
+pub fn request_worker(dboid: pg_sys::Oid) {
+    if !preloaded() {
+        return;
+    }
+    let shared = SLOTS.get();
+    let mine = dboid.to_u32();
+    if !shared.requests.iter().any(|r| r.load(Ordering::Acquire) == mine) {
+        for r in &shared.requests {
+            if r.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                break;
+            }
+        }
+    }
+    unsafe { set_latch_of(shared.launcher_procno.load(Ordering::Acquire)) };
+}
+
+/// The launcher's side of the shared state.
+pub mod launcher {
+    use super::*;
+
+    pub fn register_self() {
+        let shared = SLOTS.get();
+        shared.launcher_pid.store(unsafe { pg_sys::MyProcPid }, Ordering::Release);
+        shared.launcher_procno.store(unsafe { my_procno() }, Ordering::Release);
+    }
+
+    pub fn unregister_self() {
+        let shared = SLOTS.get();
+        shared.launcher_procno.store(-1, Ordering::Release);
+        shared.launcher_pid.store(0, Ordering::Release);
+    }
+
+    /// Databases that asked for a worker since the last call.
+    pub fn take_requests() -> Vec<pg_sys::Oid> {
+        SLOTS
+            .get()
+            .requests
+            .iter()
+            .map(|r| r.swap(0, Ordering::AcqRel))
+            .filter(|d| *d != 0)
+            .map(pg_sys::Oid::from)
+            .collect()
+    }
+
+    /// Claims a free slot (among the first `limit`) for `dboid`.
+    pub fn claim(dboid: pg_sys::Oid, limit: usize) -> Option<usize> {
+        let slots = &SLOTS.get().slots;
+        if let Some(existing) = slot_index(dboid) {
+            release(existing);
+        }
+        let index = slots.iter().take(limit.min(MAX_SLOTS)).position(|s| {
+            s.dboid.compare_exchange(0, dboid.to_u32(), Ordering::AcqRel, Ordering::Acquire).is_ok()
+        });
+        SLOTS.get().exhausted.store(index.is_none(), Ordering::Release);
+        let index = index?;
+        let slot = &slots[index];
+        slot.pid.store(0, Ordering::Release);
+        slot.procno.store(-1, Ordering::Release);
+        slot.part.store(-1, Ordering::Release);
+        slot.state.store(WorkerState::Starting as i32, Ordering::Release);
+        slot.exit_reason.store(ExitReason::None as i32, Ordering::Release);
+        slot.has_error.store(false, Ordering::Release);
+        Some(index)
+    }
+
+    pub fn release(index: usize) {
+        let slot = &SLOTS.get().slots[index];
+        slot.procno.store(-1, Ordering::Release);
+        slot.pid.store(0, Ordering::Release);
+        slot.part.store(-1, Ordering::Release);
+        slot.dboid.store(0, Ordering::Release);
+    }
+
+    /// Whether the worker of a slot is running (by its published pid).
+    pub fn alive(index: usize) -> bool {
+        let pid = SLOTS.get().slots[index].pid.load(Ordering::Acquire);
+        pid != 0 && unsafe { libc::kill(pid, 0) } == 0
+    }
+
+    /// The slot of a running worker for `dboid`, if any; a slot left by a
+    /// worker that is gone is freed.
+    pub fn running_slot_of(dboid: pg_sys::Oid) -> Option<usize> {
+        let index = slot_index(dboid)?;
+        if alive(index) {
+            Some(index)
+        } else {
+            release(index);
+            None
+        }
+    }
+
+    pub fn exit_reason(index: usize) -> ExitReason {
+        match SLOTS.get().slots[index].exit_reason.load(Ordering::Acquire) {
+            1 => ExitReason::NoExtension,
+            2 => ExitReason::DatabaseDropping,
+            _ => ExitReason::None,
+        }
+    }
+
+    /// Before a restart: the previous run's reason no longer applies.
+    pub fn clear_exit_reason(index: usize) {
+        SLOTS.get().slots[index].exit_reason.store(ExitReason::None as i32, Ordering::Release);
+    }
+}
+
+unsafe fn my_procno() -> i32 {
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        {
+            (*pg_sys::MyProc).pgprocno
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        {
+            pg_sys::MyProcNumber
         }
     }
 }
@@ -163,21 +315,19 @@ pub struct WorkerSlot {
 }
 
 impl WorkerSlot {
-    /// Claims the slot for `dboid` (reusing it after a restart).
-    pub fn claim(dboid: pg_sys::Oid) -> Option<WorkerSlot> {
-        let slots = &SLOTS.get().slots;
-        let index = slot_index(dboid).or_else(|| {
-            slots.iter().position(|s| {
-                s.dboid.compare_exchange(0, dboid.to_u32(), Ordering::AcqRel, Ordering::Acquire).is_ok()
-            })
-        })?;
-        let slot = &slots[index];
+    /// Takes over slot `index`, which the launcher claimed for this database.
+    pub fn attach(index: usize) -> Option<WorkerSlot> {
+        let slot = SLOTS.get().slots.get(index)?;
+        if slot.dboid.load(Ordering::Acquire) != unsafe { pg_sys::MyDatabaseId }.to_u32() {
+            return None;
+        }
         slot.pid.store(unsafe { pg_sys::MyProcPid }, Ordering::Release);
-        slot.procno.store(unsafe { (*pg_sys::MyProc).pgprocno }, Ordering::Release);
+        slot.procno.store(unsafe { my_procno() }, Ordering::Release);
         slot.part.store(-1, Ordering::Release);
         slot.started_at.store(now_micros(), Ordering::Release);
         slot.messages.store(0, Ordering::Release);
         slot.requests.store(0, Ordering::Release);
+        slot.exit_reason.store(ExitReason::None as i32, Ordering::Release);
         Some(WorkerSlot { index })
     }
 
@@ -187,6 +337,10 @@ impl WorkerSlot {
 
     pub fn set_state(&self, state: WorkerState) {
         self.slot().state.store(state as i32, Ordering::Release);
+    }
+
+    pub fn set_exit_reason(&self, reason: ExitReason) {
+        self.slot().exit_reason.store(reason as i32, Ordering::Release);
     }
 
     /// See [`Slot::wants_wake`]: call with `true` before the last look at
@@ -222,10 +376,15 @@ impl WorkerSlot {
         slot.has_error.store(true, Ordering::Release);
     }
 
+    pub fn clear_error(&self) {
+        self.slot().has_error.store(false, Ordering::Release);
+    }
+
     pub fn release(&self) {
         let slot = self.slot();
         slot.procno.store(-1, Ordering::Release);
         slot.pid.store(0, Ordering::Release);
+        slot.part.store(-1, Ordering::Release);
         slot.state.store(WorkerState::Stopped as i32, Ordering::Release);
     }
 }
@@ -248,12 +407,7 @@ pub fn view(dboid: pg_sys::Oid) -> Option<SlotView> {
         let text = String::from_utf8_lossy(&errors.texts[index][..errors.lens[index] as usize]).into_owned();
         let status = slot.last_error_status.load(Ordering::Acquire);
         let code = slot.last_error_code.load(Ordering::Acquire);
-        (
-            slot.last_error_at.load(Ordering::Acquire),
-            (status != 0).then_some(status),
-            (code != 0).then_some(code),
-            text,
-        )
+        (slot.last_error_at.load(Ordering::Acquire), (status != 0).then_some(status), (code != 0).then_some(code), text)
     });
     Some(SlotView {
         pid: slot.pid.load(Ordering::Acquire),
@@ -263,6 +417,15 @@ pub fn view(dboid: pg_sys::Oid) -> Option<SlotView> {
         requests: slot.requests.load(Ordering::Acquire),
         last_error,
     })
+}
+
+/// Whether the launcher is running, and whether it ran out of slots.
+pub fn launcher_view() -> (bool, bool) {
+    if !preloaded() {
+        return (false, false);
+    }
+    let shared = SLOTS.get();
+    (shared.launcher_pid.load(Ordering::Acquire) != 0, shared.exhausted.load(Ordering::Acquire))
 }
 
 /// Microseconds since the PostgreSQL epoch (2000-01-01), i.e. a timestamptz.

@@ -1,48 +1,62 @@
-//! `ably.status()`: what a DBA needs to know at a glance — is the worker
-//! running, is delivery paused and why, how deep and how old is the queue.
+//! `ably.status()`: what a DBA needs to know at a glance — is a worker
+//! delivering for this database (and if not, what the launcher knows), is
+//! delivery paused and why, how deep and how old is the queue.
+//!
+//! Read with catalog and heap calls (no SQL, no right on ably's tables
+//! needed), from the durable state and the worker's shared-memory slot.
 //! Never shows the API key: errors recorded by the worker never contain it.
 
-use crate::identity::as_extension_owner;
+use crate::batch;
+use crate::guc;
+use crate::queue_state;
 use crate::shared;
-use crate::sql::{select_one, select_two};
+use crate::store::Table;
+use crate::tick;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
-
 #[pg_extern(volatile)]
-fn status() -> TableIterator<'static, (
-    name!(worker_pid, Option<i32>),
-    name!(state, String),
-    name!(queue_depth, i64),
-    name!(oldest_age, Option<Interval>),
-    name!(in_flight_batches, i64),
-    name!(messages_delivered, Option<i64>),
-    name!(requests, Option<i64>),
-    name!(dead_letters, i64),
-    name!(last_error_at, Option<TimestampWithTimeZone>),
-    name!(last_error_status, Option<i32>),
-    name!(last_error_code, Option<i32>),
-    name!(last_error_message, Option<String>),
-    name!(started_at, Option<TimestampWithTimeZone>),
-)> {
-    // Read as the extension owner (callers need no right on ably's tables),
-    // with the search path pinned and every name qualified.
-    let ((depth, oldest), in_flight, dead) = as_extension_owner(|| {
-        (
-            select_two::<i64, Interval>(
-                "SELECT pg_catalog.count(*), pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(enqueued_at) FROM ably.queue",
-                &[],
-            )
-            .unwrap_or((Some(0), None)),
-            select_one::<i64>("SELECT pg_catalog.count(*) FROM ably.batches", &[]).unwrap_or(0),
-            select_one::<i64>("SELECT pg_catalog.count(*) FROM ably.dead_letters", &[]).unwrap_or(0),
-        )
+fn status() -> TableIterator<
+    'static,
+    (
+        name!(worker_pid, Option<i32>),
+        name!(state, String),
+        name!(queue_depth, i64),
+        name!(oldest_age, Option<Interval>),
+        name!(in_flight_batches, i64),
+        name!(messages_delivered, Option<i64>),
+        name!(requests, Option<i64>),
+        name!(dead_letters, i64),
+        name!(last_error_at, Option<TimestampWithTimeZone>),
+        name!(last_error_status, Option<i32>),
+        name!(last_error_code, Option<i32>),
+        name!(last_error_message, Option<String>),
+        name!(started_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let batches = batch::load_all();
+    let pending: i64 = batches.iter().map(|b| i64::from(b.count)).sum();
+    let ticks = tick::load_from(0);
+    let cut = queue_state::load().and_then(|s| ticks.iter().find(|t| t.id == s.cut_tick).cloned());
+    let uncut = cut.as_ref().map_or(0, |c| tick::count_after(&c.snapshot));
+    // The oldest undelivered row committed after the tick before its own.
+    let oldest_tick = batches.iter().map(|b| b.tick - 1).min().or_else(|| (uncut > 0).then(|| cut.as_ref().map_or(0, |c| c.id)));
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let oldest = oldest_tick
+        .and_then(|id| ticks.iter().find(|t| t.id == id))
+        .map(|t| Interval::from_micros(now - t.created_at));
+    let mut dead = 0i64;
+    Table::open("dead_letters", pg_sys::AccessShareLock).scan_all(|_| {
+        dead += 1;
+        false
     });
-    let view = shared::view(unsafe { pg_sys::MyDatabaseId });
-    let state = match (&view, shared::preloaded()) {
-        (_, false) => "not-loaded".to_string(),
-        (None, true) => "not-running".to_string(),
-        (Some(v), true) => v.state.label().to_string(),
+
+    let dboid = unsafe { pg_sys::MyDatabaseId };
+    let view = shared::view(dboid);
+    let state = match &view {
+        _ if !shared::preloaded() => "not-loaded".to_string(),
+        Some(v) => v.state.label().to_string(),
+        None => launcher_state(dboid).to_string(),
     };
     let ts = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
     let row = match view {
@@ -54,9 +68,9 @@ fn status() -> TableIterator<'static, (
             (
                 (v.pid != 0).then_some(v.pid),
                 state,
-                depth.unwrap_or(0),
+                pending + uncut,
                 oldest,
-                in_flight,
+                batches.len() as i64,
                 Some(v.messages as i64),
                 Some(v.requests as i64),
                 dead,
@@ -67,7 +81,22 @@ fn status() -> TableIterator<'static, (
                 ts(v.started_at_micros),
             )
         }
-        None => (None, state, depth.unwrap_or(0), oldest, in_flight, None, None, dead, None, None, None, None, None),
+        None => (None, state, pending + uncut, oldest, batches.len() as i64, None, None, dead, None, None, None, None, None),
     };
     TableIterator::once(row)
+}
+
+/// Why no worker serves this database, as far as the launcher tells.
+fn launcher_state(dboid: pg_sys::Oid) -> &'static str {
+    let (launcher, exhausted) = shared::launcher_view();
+    let name = unsafe { crate::catalog::cstr(pg_sys::get_database_name(dboid)) };
+    if guc::allowed_databases().is_some_and(|list| !list.iter().any(|d| *d == name)) {
+        "not-in-ably.database"
+    } else if !launcher {
+        "not-running"
+    } else if exhausted {
+        "no-worker-slot"
+    } else {
+        "starting"
+    }
 }

@@ -76,6 +76,39 @@ impl Table {
         }
     }
 
+    /// Sets columns of every row (a table of one row, in practice), as an
+    /// update of the heap tuple in place (HOT when no index column changes).
+    pub fn update_all(&self, values: &[(&str, Option<pg_sys::Datum>)]) {
+        unsafe {
+            let natts = (*self.desc()).natts as usize;
+            let mut datums = vec![pg_sys::Datum::from(0); natts];
+            let mut nulls = vec![false; natts];
+            let mut replace = vec![false; natts];
+            for (column, value) in values {
+                let i = (self.attnum(column) - 1) as usize;
+                replace[i] = true;
+                match value {
+                    Some(v) => datums[i] = *v,
+                    None => nulls[i] = true,
+                }
+            }
+            let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+            let scan = pg_sys::systable_beginscan(self.rel, pg_sys::InvalidOid, false, snapshot, 0, std::ptr::null_mut());
+            loop {
+                let tuple = pg_sys::systable_getnext(scan);
+                if tuple.is_null() {
+                    break;
+                }
+                let new = pg_sys::heap_modify_tuple(tuple, self.desc(), datums.as_mut_ptr(), nulls.as_mut_ptr(), replace.as_mut_ptr());
+                pg_sys::CatalogTupleUpdate(self.rel, &mut (*tuple).t_self, new);
+                pg_sys::heap_freetuple(new);
+            }
+            pg_sys::systable_endscan(scan);
+            pg_sys::UnregisterSnapshot(snapshot);
+            pg_sys::CommandCounterIncrement();
+        }
+    }
+
     /// Calls `each` for every row whose `column` equals the int8 `key`,
     /// found through `index` (an index on that column). `each` gets the
     /// tuple (valid during the call) and returns whether to delete it.

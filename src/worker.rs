@@ -1,282 +1,732 @@
-//! The background worker: one per database named in `ably.database`. It
-//! moves the queue to Ably and is the only code that deletes from it.
+//! The delivery worker: one per database with ably_pg installed, started by
+//! the launcher (src/launcher.rs). It moves the queue to Ably; it never
+//! deletes or updates a queue row.
 //!
-//! A delivery round, all in one process:
-//! 1. In one transaction: delete what Ably acknowledged in the last round,
-//!    move refused messages to `ably.dead_letters`, read the oldest queued
-//!    rows of channels that are not busy or backing off, cut them into
-//!    batches and record each batch in `ably.batches`; COMMIT.
-//! 2. Hand the batches to the publisher threads (at most one batch per
-//!    channel per round, so a channel's messages are sent in queue order) and
-//!    wait for every outcome.
+//! A round, on the worker's only PostgreSQL thread:
+//! 1. Apply what the publisher threads reported: forget acknowledged
+//!    batches, move refused messages to `ably.dead_letters`, replace batches
+//!    that must be split (src/lanes.rs says which, keeping channel order).
+//! 2. Take a tick when new rows may have committed (src/tick.rs), and cut
+//!    the rows of the oldest uncut ticks into batches per channel, recorded
+//!    in `ably.batches` together with the advanced `cut_tick` — committed
+//!    synchronously, so a batch is durable before it is first sent.
+//! 3. Load the rows of the batches to send now and hand them to the
+//!    publisher threads, at most one request per channel.
+//! 4. Every 250 ms: rotate the queue parts and TRUNCATE a drained one.
 //!
-//! Because a batch is committed before it is sent and deleted only after it
-//! is acknowledged, a crash at any point re-sends exactly the same batch
-//! with the same message ids, which Ably de-duplicates: nothing is lost and
-//! nothing is delivered twice. A retried batch keeps its place at the head
-//! of its channel, so a later change of a row is never published first.
+//! Crash cases (each re-reads `ably.queue_state`, `ably.ticks` and
+//! `ably.batches` and continues):
+//! - before step 2 commits: the tick and batches are gone; the same rows are
+//!   cut again into new batches that were never sent.
+//! - after step 2, before or during sending: the recorded batches are read
+//!   again from their ticks and re-sent with the same members and ids; Ably
+//!   de-duplicates what it already had.
+//! - after Ably acknowledged, before step 1 forgot the batch: the same.
+//! - during rotation: see src/queue.rs; a part is truncated only when every
+//!   transaction that could write to it has ended and its rows are delivered.
 //!
-//! The worker sleeps on its latch: writers set it at COMMIT, so delivery
-//! starts at once, and an idle database costs no CPU. On a standby it waits
-//! for promotion; on SIGHUP it reloads `ably.*` and resumes after an auth
-//! failure.
+//! The worker sleeps on its latch and on a pipe the publisher threads write
+//! to: a COMMIT that queued something wakes it (`ably.poll_interval` is only
+//! a fallback), and so does every outcome. It exits within a second of
+//! postmaster death, SIGTERM (the launcher starts it again unless the server
+//! is shutting down) or DROP EXTENSION (without an ERROR), and leaves a
+//! database that is being dropped.
 
+use crate::batch::{self, Record};
+use crate::catalog;
 use crate::guc;
-use crate::publisher::{self, Batch, Job, OutMessage, Outcome, PublishError, Publisher, PublisherConfig};
+use crate::identity;
+use crate::lanes::{Action, Lanes, Pending};
+use crate::publisher::{self, display_channel, Batch, Job, OutMessage, Outcome, PublishError, Publisher, PublisherConfig};
 use crate::queue::PARTS;
-use crate::shared::{self, WorkerSlot, WorkerState};
-use crate::sql::{select_one, select_two};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use crate::queue_state::{self, QueueState};
+use crate::shared::{ExitReason, WorkerSlot, WorkerState};
+use crate::tick::{self, Event, Tick};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use pgrx::PgTryBuilder;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// While delivery is paused by an auth failure, how often to try again even
 /// without a configuration reload (a revoked key may be re-enabled).
 const AUTH_RETRY: Duration = Duration::from_secs(60);
 
-/// Batches of one channel sent one after the other in a round (a "chain"),
-/// so a single busy channel is not limited to one request per round.
-const CHAIN: usize = 8;
-
-/// Queue rotation and truncation are checked at most this often.
+/// Queue rotation, truncation and the DROP DATABASE check run this often.
 const MAINTENANCE_EVERY: Duration = Duration::from_millis(250);
 
-pub fn register() {
-    for (index, database) in guc::databases().iter().enumerate().take(shared::MAX_DATABASES) {
-        BackgroundWorkerBuilder::new(&format!("ably_pg worker for {database}"))
-            .set_type("ably_pg worker")
-            .set_function("ably_pg_worker_main")
-            .set_library("ably_pg")
-            .set_argument(Some(pg_sys::Datum::from(index as i64)))
-            .set_extra(database)
-            .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::ConsistentState)
-            .set_restart_time(Some(Duration::from_secs(5)))
-            .load();
-    }
-}
+/// While batches cannot be cut (too many pending), a tick is taken at most
+/// this often, so that uncut ticks stay small and few.
+const IDLE_TICK_EVERY: Duration = Duration::from_secs(1);
 
-/// A batch recorded in `ably.batches` and not yet acknowledged.
-struct Pending {
-    channel: String,
-    queue_ids: Vec<i64>,
-    messages: Vec<OutMessage>,
-    attempts: u32,
-    not_before: Instant,
-}
-
-/// What happened to last round's batches, applied in the next transaction.
-#[derive(Default)]
-struct Settled {
-    delivered: Vec<i64>,
-    dead: Vec<(i64, PublishError)>,
-    /// Multi-message batches Ably refused as a whole: forgotten, so that
-    /// their rows are sent again one per request to find the bad one.
-    split: Vec<i64>,
-}
-
-impl Settled {
-    fn is_pending(&self) -> bool {
-        !(self.delivered.is_empty() && self.dead.is_empty() && self.split.is_empty())
-    }
-}
-
-struct Worker {
-    slot: WorkerSlot,
-    id_prefix: String,
-    pending: BTreeMap<i64, Pending>,
-    settled: Settled,
-    /// Channels whose rows go one per request (after a refused batch).
-    single: HashSet<String>,
-    /// Channels backing off after 429, until the given instant.
-    channel_backoff: HashMap<String, Instant>,
-    paused_since: Option<Instant>,
-    publisher: Option<(String, Publisher)>,
-    part: i16,
-    rotated_id: i64,
-    loaded: bool,
-    last_maintenance: Instant,
+unsafe extern "C-unwind" {
+    fn PostmasterIsAliveInternal() -> bool;
 }
 
 #[pg_guard]
 #[no_mangle]
-pub extern "C-unwind" fn ably_pg_worker_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn ably_pg_worker_main(arg: pg_sys::Datum) {
+    let index = arg.value();
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let database = BackgroundWorker::get_extra().to_string();
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    let dboid = pg_sys::Oid::from(BackgroundWorker::get_extra().parse::<u32>().unwrap_or(0));
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
     // The worker runs as the bootstrap superuser: no search_path that a
     // database or role setting (the database owner's) could supply.
-    crate::identity::pin_search_path_for_session();
-    let Some(slot) = WorkerSlot::claim(unsafe { pg_sys::MyDatabaseId }) else {
-        log!("ably_pg: no free worker slot for database {database}");
+    identity::pin_search_path_for_session();
+    let Some(slot) = WorkerSlot::attach(index) else {
+        log!("ably_pg: worker slot {index} is not for this database; exiting");
         return;
     };
-    log!("ably_pg worker started for database {database}");
-    let system_id = unsafe { pg_sys::GetSystemIdentifier() };
-    let mut worker = Worker {
-        slot,
-        id_prefix: format!("{system_id:x}-{}", unsafe { pg_sys::MyDatabaseId }.to_u32()),
-        pending: BTreeMap::new(),
-        settled: Settled::default(),
-        single: HashSet::new(),
-        channel_backoff: HashMap::new(),
-        paused_since: None,
-        publisher: None,
-        part: 0,
-        rotated_id: 0,
-        loaded: false,
-        last_maintenance: Instant::now(),
-    };
-    worker.run();
-    worker.slot.release();
-    if let Some((_, publisher)) = worker.publisher.take() {
-        publisher.shutdown();
+    let (database, installed) = BackgroundWorker::transaction(|| {
+        (unsafe { catalog::cstr(pg_sys::get_database_name(dboid)) }, catalog::extension().is_some())
+    });
+    if !installed {
+        slot.set_state(WorkerState::NoExtension);
+        slot.set_exit_reason(ExitReason::NoExtension);
+        slot.release();
+        return;
     }
-    log!("ably_pg worker for database {database} stopped");
+    log!("ably_pg worker started for database {database}");
+    let mut worker = Worker::new(slot);
+    let reason = worker.run();
+    worker.slot.set_exit_reason(reason);
+    worker.publisher = None;
+    worker.slot.release();
+    match reason {
+        ExitReason::None => log!("ably_pg worker for database {database} stopped"),
+        ExitReason::NoExtension => log!("ably_pg worker for database {database} stopped: the extension was dropped"),
+        ExitReason::DatabaseDropping => log!("ably_pg worker for database {database} stopped: the database is being dropped"),
+    }
+}
+
+/// The publisher and what it was started from. The fingerprint holds the
+/// key, so it is never logged.
+struct Active {
+    fingerprint: String,
+    publisher: Publisher,
+}
+
+struct Worker {
+    slot: WorkerSlot,
+    publisher: Option<Active>,
+    wake: WakePipe,
+    lanes: Lanes,
+    actions: Vec<Action>,
+    state: Option<QueueState>,
+    /// The last tick cut into batches (the lower bound of the next one) and
+    /// the ticks taken since, oldest first.
+    cut: Option<Tick>,
+    uncut: VecDeque<Tick>,
+    channels: HashMap<String, Rc<str>>,
+    /// Committed rows cut from each part since the worker started (for
+    /// rotation).
+    rows_in_part: [u64; PARTS as usize],
+    paused_since: Option<Instant>,
+    last_maintenance: Instant,
+    last_tick_at: Instant,
+    jobs_in_flight: usize,
+    batch_size: usize,
+    /// Ticks before this one have been forgotten.
+    forgotten_before: i64,
+    /// Transaction ids of the worker's own recent rounds (they queue
+    /// nothing, so they are no reason for a new tick).
+    own_xids: Vec<u64>,
 }
 
 fn poll_interval() -> Duration {
     Duration::from_millis(guc::POLL_INTERVAL_MS.get().max(10) as u64)
 }
 
+/// Messages cut ahead of delivery at most (more are cut only as these are
+/// acknowledged), so memory stays bounded whatever the backlog.
+fn cut_ahead() -> usize {
+    let batch = guc::BATCH_SIZE.get().max(1) as usize;
+    let in_flight = guc::MAX_IN_FLIGHT.get().max(1) as usize;
+    (batch * in_flight * 4).max(20_000)
+}
+
 impl Worker {
-    fn run(&mut self) {
-        let mut sleep = Duration::ZERO;
-        loop {
-            if !sleep.is_zero() && !BackgroundWorker::wait_latch(Some(sleep)) {
-                return;
-            }
-            if BackgroundWorker::sigterm_received() {
-                return;
-            }
-            if BackgroundWorker::sighup_received() {
-                unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-                self.paused_since = None;
-            }
-            sleep = self.step();
+    fn new(slot: WorkerSlot) -> Worker {
+        Worker {
+            slot,
+            publisher: None,
+            wake: WakePipe::new(),
+            lanes: Lanes::new(guc::BATCH_SIZE.get().max(1) as usize),
+            actions: Vec::new(),
+            state: None,
+            cut: None,
+            uncut: VecDeque::new(),
+            channels: HashMap::new(),
+            rows_in_part: [0; PARTS as usize],
+            paused_since: None,
+            last_maintenance: Instant::now() - MAINTENANCE_EVERY,
+            last_tick_at: Instant::now(),
+            jobs_in_flight: 0,
+            batch_size: guc::BATCH_SIZE.get().max(1) as usize,
+            forgotten_before: 0,
+            own_xids: Vec::new(),
         }
     }
 
-    /// One pass: returns how long to sleep before the next one (zero when
-    /// there is more to do right away).
-    fn step(&mut self) -> Duration {
+    /// Runs rounds until asked to stop; says why it stopped.
+    fn run(&mut self) -> ExitReason {
+        let mut sleep = Duration::ZERO;
+        loop {
+            if !sleep.is_zero() {
+                self.wait(sleep);
+            }
+            if !unsafe { PostmasterIsAliveInternal() } {
+                unsafe { pg_sys::proc_exit(1) };
+            }
+            if BackgroundWorker::sigterm_received() {
+                return ExitReason::None;
+            }
+            if BackgroundWorker::sighup_received() {
+                self.reload();
+            }
+            match self.step() {
+                Ok(next) => sleep = next,
+                Err(reason) => return reason,
+            }
+        }
+    }
+
+    /// Sleeps until the latch is set (a commit, a signal), a publisher
+    /// thread reports, or `timeout` passes. Exits at once if the postmaster
+    /// dies.
+    fn wait(&self, timeout: Duration) {
+        unsafe {
+            let events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_SOCKET_READABLE | pg_sys::WL_EXIT_ON_PM_DEATH;
+            pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events as i32, self.wake.read_fd(), timeout.as_millis().max(1) as _, pg_sys::PG_WAIT_EXTENSION);
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        self.wake.drain();
+    }
+
+    fn reload(&mut self) {
+        unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        crate::launcher::apply_database_settings();
+        self.paused_since = None;
+        self.lanes.reset_in_flight();
+        let batch_size = guc::BATCH_SIZE.get().max(1) as usize;
+        if batch_size != self.batch_size {
+            self.batch_size = batch_size;
+            let actions = self.lanes.set_batch_size(batch_size);
+            self.actions.extend(actions);
+        }
+    }
+
+    /// One round; returns how long to sleep before the next one, or why
+    /// the worker must stop.
+    fn step(&mut self) -> Result<Duration, ExitReason> {
         if unsafe { pg_sys::RecoveryInProgress() } {
             self.slot.set_state(WorkerState::Standby);
-            return poll_interval().max(Duration::from_secs(1));
+            return Ok(poll_interval().max(Duration::from_secs(1)));
         }
-        if !self.loaded {
-            if !in_transaction(extension_installed) {
-                self.slot.set_state(WorkerState::NoExtension);
-                return poll_interval().max(Duration::from_secs(1));
-            }
-            in_transaction(|| self.load());
-        }
-        if !self.ensure_publisher() {
-            self.slot.set_state(WorkerState::NoApiKey);
-            return poll_interval();
-        }
-        if let Some(since) = self.paused_since {
-            if since.elapsed() < AUTH_RETRY {
-                self.slot.set_state(WorkerState::PausedAuth);
-                return AUTH_RETRY - since.elapsed();
-            }
+        let configured = self.ensure_publisher();
+        self.collect_outcomes();
+        let paused = self.paused_since.is_some_and(|since| since.elapsed() < AUTH_RETRY);
+        if !paused && self.paused_since.is_some() {
             self.paused_since = None;
+            self.lanes.reset_in_flight();
         }
 
         // Ask to be woken before looking: a commit after the look sets the latch.
         self.slot.set_wants_wake(true);
-        if self.settled.is_pending() {
-            in_transaction(|| self.settle());
+        let deliver = configured && !paused;
+        let ready = self.guarded(|w| w.database_round(deliver))?;
+        if deliver {
+            self.dispatch(ready);
         }
-        in_transaction(|| self.read());
+        self.report_state(configured, paused);
+
+        let now = Instant::now();
+        if self.jobs_in_flight > 0 || !self.actions.is_empty() {
+            self.slot.set_wants_wake(false);
+        }
+        let mut next = poll_interval();
+        if let Some(t) = self.lanes.next_wake(now) {
+            next = next.min(t - now);
+        }
+        if paused {
+            next = next.min(AUTH_RETRY.saturating_sub(self.paused_since.map_or(Duration::ZERO, |s| s.elapsed())));
+        }
+        if !self.actions.is_empty() {
+            next = Duration::ZERO;
+        }
+        Ok(next.max(if self.actions.is_empty() { Duration::from_millis(1) } else { Duration::ZERO }))
+    }
+
+    /// Runs `f` in a transaction of its own. If the extension is dropped
+    /// under it, or the database is being dropped, the worker stops quietly
+    /// instead of raising an ERROR; any other error ends the worker (the
+    /// launcher starts it again), which is safe: nothing is acknowledged or
+    /// deleted outside a committed transaction.
+    fn guarded<R>(&mut self, f: impl FnOnce(&mut Worker) -> R) -> Result<R, ExitReason> {
+        unsafe {
+            pg_sys::SetCurrentStatementStartTimestamp();
+            pg_sys::StartTransactionCommand();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        if catalog::extension().is_none() {
+            unsafe {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::AbortCurrentTransaction();
+            }
+            return Err(ExitReason::NoExtension);
+        }
+        if database_being_dropped() {
+            unsafe {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::AbortCurrentTransaction();
+            }
+            return Err(ExitReason::DatabaseDropping);
+        }
+        let this = &mut *self;
+        let result: Result<R, ExitReason> = PgTryBuilder::new(std::panic::AssertUnwindSafe(move || Ok(f(this))))
+        .catch_others(|e| {
+            // Was the extension dropped under the round? Then stop quietly.
+            unsafe {
+                pg_sys::AbortCurrentTransaction();
+                pg_sys::FlushErrorState();
+                pg_sys::StartTransactionCommand();
+            }
+            let gone = catalog_gone();
+            unsafe { pg_sys::CommitTransactionCommand() };
+            if gone {
+                return Err(ExitReason::NoExtension);
+            }
+            e.rethrow()
+        })
+        .execute();
+        match result {
+            Ok(r) => {
+                unsafe {
+                    pg_sys::PopActiveSnapshot();
+                    pg_sys::CommitTransactionCommand();
+                }
+                Ok(r)
+            }
+            Err(reason) => {
+                // The transaction was aborted: forget what it would have
+                // recorded and read the durable state again.
+                self.forget();
+                Err(reason)
+            }
+        }
+    }
+
+    /// Drops everything in memory that mirrors durable state.
+    fn forget(&mut self) {
+        self.lanes.clear();
+        self.actions.clear();
+        self.state = None;
+        self.cut = None;
+        self.uncut.clear();
+        self.publisher = None;
+        self.jobs_in_flight = 0;
+    }
+
+    /// Steps 1–4 of a round in one transaction; returns the batches to send.
+    fn database_round(&mut self, deliver: bool) -> Vec<i64> {
+        let mut durable = false;
+        if self.state.is_none() {
+            self.load();
+        }
+        durable |= self.apply_actions();
+        self.maybe_tick();
+        durable |= self.cut_ticks();
+        let ready = if deliver { self.prepare_ready() } else { Vec::new() };
         if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
-            in_transaction(|| self.maintain_queue());
+            self.maintain();
             self.last_maintenance = Instant::now();
         }
+        // Batches must be durable before they are sent; everything else
+        // (acknowledgements, ticks) may be lost in a crash and is redone.
+        set_synchronous_commit(durable);
+        let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() }.into_inner();
+        if xid != 0 {
+            let oldest = self.uncut.back().or(self.cut.as_ref()).map_or(0, |t| t.snapshot.xmax);
+            self.own_xids.retain(|x| *x >= oldest);
+            self.own_xids.push(tick::widen(unsafe { pg_sys::ReadNextFullTransactionId() }.value, xid));
+        }
+        ready
+    }
 
-        // Per channel, the oldest pending batches while they are ready (up
-        // to CHAIN); a channel whose oldest batch waits sends nothing.
+    /// Reads the durable state: the queue position, the uncut ticks and the
+    /// recorded batches (whose rows are read again from their ticks).
+    fn load(&mut self) {
+        let Some(mut state) = queue_state::load() else {
+            pgrx::error!("ably_pg: ably.queue_state is empty; reinstall the extension");
+        };
+        let timeline = unsafe { pg_sys::GetWALInsertionTimeLine() } as i32;
+        if state.epoch_timeline != timeline {
+            if state.epoch_timeline != 0 {
+                // A new timeline (promotion, point-in-time recovery): the
+                // batch sequence may have moved back, so new batches get
+                // ids under a new epoch. Recorded batches keep theirs.
+                state.epoch = queue_state::new_epoch();
+                log!("ably_pg: new timeline {timeline}; message ids continue under a new epoch");
+            }
+            state.epoch_timeline = timeline;
+            queue_state::save(&state, false);
+        }
+        // A part that is neither current nor retired but holds rows was
+        // written during a rotation that did not finish: retire it now.
+        for part in 0..PARTS {
+            if part != state.current_part && state.retired_xid[part as usize].is_none() && part_blocks(part) > 0 {
+                state.retired_xid[part as usize] = Some(unsafe { pg_sys::ReadNextFullTransactionId() }.value);
+                queue_state::save(&state, false);
+            }
+        }
+        self.slot.set_part(state.current_part);
+        let ticks = tick::load_from(0);
+        let records = batch::load_all();
+        self.lanes = Lanes::new(self.batch_size);
         let now = Instant::now();
-        let mut chains: Vec<Vec<Batch>> = Vec::new();
-        let mut chain_of: HashMap<&str, Option<usize>> = HashMap::new();
-        for (key, batch) in &self.pending {
-            let slot = chain_of.entry(batch.channel.as_str()).or_insert_with(|| {
-                let blocked = self.channel_backoff.get(&batch.channel).is_some_and(|t| *t > now);
-                (!blocked).then(|| {
-                    chains.push(Vec::new());
-                    chains.len() - 1
-                })
-            });
-            let Some(index) = *slot else { continue };
-            let chain = &mut chains[index];
-            if batch.not_before > now || chain.len() >= CHAIN {
-                *slot = None;
+        // Read each tick holding a recorded batch once.
+        let mut by_tick: Vec<i64> = records.iter().map(|r| r.tick).collect();
+        by_tick.sort_unstable();
+        by_tick.dedup();
+        let mut events_of: HashMap<i64, Vec<Event>> = HashMap::new();
+        for t in by_tick {
+            let (Some(prev), Some(cur)) = (ticks.iter().find(|x| x.id == t - 1), ticks.iter().find(|x| x.id == t)) else {
+                warning!("ably_pg: tick {t} of a recorded batch is missing; its batches cannot be re-sent");
+                continue;
+            };
+            events_of.insert(t, tick::events(&prev.snapshot, &cur.snapshot, &mut self.channels));
+        }
+        let mut resent = 0;
+        for record in records {
+            let Some(events) = events_of.get(&record.tick) else { continue };
+            let members = batch::members(&record, events);
+            if members.len() != record.count as usize {
+                warning!(
+                    "ably_pg: batch {} on channel {} has {} of its {} rows; sending those",
+                    record.id,
+                    display_channel(&record.channel),
+                    members.len(),
+                    record.count
+                );
+            }
+            let channel = self.intern(&record.channel);
+            self.lanes.push(Pending::new(Record { channel, ..record }, members, now));
+            resent += 1;
+        }
+        if resent > 0 {
+            log!("ably_pg: re-sending {resent} unacknowledged batches");
+        }
+        self.cut = ticks.iter().find(|t| t.id == state.cut_tick).cloned();
+        if self.cut.is_none() {
+            pgrx::error!("ably_pg: tick {} is missing; reinstall the extension", state.cut_tick);
+        }
+        self.uncut = ticks.into_iter().filter(|t| t.id > state.cut_tick).collect();
+        self.state = Some(state);
+    }
+
+    fn intern(&mut self, channel: &str) -> Rc<str> {
+        if let Some(c) = self.channels.get(channel) {
+            return c.clone();
+        }
+        let c: Rc<str> = Rc::from(channel);
+        self.channels.insert(channel.to_string(), c.clone());
+        c
+    }
+
+    /// Step 1: makes the outcomes' consequences durable. Returns whether a
+    /// new batch was recorded (a re-cut).
+    fn apply_actions(&mut self) -> bool {
+        let actions = std::mem::take(&mut self.actions);
+        let mut acked = Vec::new();
+        let mut recorded = false;
+        for action in actions {
+            match action {
+                Action::Acked { batch } => acked.push(batch),
+                Action::DeadLetter { batch, error } => {
+                    if let Some(pending) = self.lanes.get(batch) {
+                        move_to_dead_letters(&pending.events, &error);
+                        warning!(
+                            "ably_pg: {} message(s) on channel {} moved to ably.dead_letters: {error}",
+                            pending.events.len(),
+                            display_channel(&pending.record.channel)
+                        );
+                        acked.push(batch);
+                    }
+                    self.lanes.dead_lettered(batch);
+                }
+                Action::Recut { batch, limit } => {
+                    let Some(pending) = self.lanes.get(batch) else { continue };
+                    let tick = pending.record.tick;
+                    let events = pending.events.clone();
+                    let replacement = self.record_batches(tick, &events, limit);
+                    acked.push(batch);
+                    recorded = true;
+                    self.lanes.recut(batch, replacement);
+                }
+            }
+        }
+        batch::delete(&acked);
+        recorded
+    }
+
+    /// Cuts one channel's rows of a tick into batches of at most `limit`,
+    /// records them and returns them (in order).
+    fn record_batches(&mut self, tick: i64, events: &[Event], limit: usize) -> Vec<Pending> {
+        let max_bytes = guc::MAX_MESSAGE_SIZE.get().max(1) as usize;
+        let epoch = self.state.as_ref().map(|s| s.epoch.clone()).unwrap_or_default();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut records = Vec::new();
+        for run in batch::cut(events, limit, max_bytes) {
+            let id = batch::next_id();
+            let record = Record {
+                id,
+                base: format!("{epoch}-{id}"),
+                tick,
+                channel: run[0].channel.clone(),
+                first_id: run[0].id,
+                last_id: run[run.len() - 1].id,
+                count: run.len() as i32,
+            };
+            records.push(record.clone());
+            out.push(Pending::new(record, run.to_vec(), now));
+        }
+        batch::insert(&records);
+        out
+    }
+
+    /// Takes a tick when rows may have committed since the last one.
+    fn maybe_tick(&mut self) {
+        let Some(cut) = &self.cut else { return };
+        let last = self.uncut.back().unwrap_or(cut);
+        let next_xid = unsafe { pg_sys::ReadNextFullTransactionId() }.value;
+        // Nothing was running at the last tick, and no transaction but the
+        // worker's own started since: nothing new.
+        let own = self.own_xids.iter().filter(|x| **x >= last.snapshot.xmax && **x < next_xid).count() as u64;
+        // A retired part waits for a tick whose xmin passed its retiring
+        // point: take one even if nothing is new.
+        let retiring = self.state.as_ref().is_some_and(|s| s.retired_xid.iter().flatten().any(|x| last.snapshot.xmin < *x));
+        if !retiring && last.snapshot.xip.is_empty() && next_xid.saturating_sub(last.snapshot.xmax) <= own {
+            return;
+        }
+        let cutting = self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead();
+        if !cutting && self.last_tick_at.elapsed() < IDLE_TICK_EVERY {
+            return;
+        }
+        let Some(tick) = tick::take_if_new(last.id + 1, &last.snapshot) else { return };
+        self.last_tick_at = Instant::now();
+        self.uncut.push_back(tick);
+    }
+
+    /// Step 2: cuts uncut ticks into batches while not too much is pending.
+    /// Returns whether batches were recorded.
+    fn cut_ticks(&mut self) -> bool {
+        let mut recorded = false;
+        while self.lanes.pending_messages() < cut_ahead() {
+            let Some(next) = self.uncut.pop_front() else { break };
+            let Some(prev) = self.cut.take() else { break };
+            let events = tick::events(&prev.snapshot, &next.snapshot, &mut self.channels);
+            // Group by channel, keeping queue order within each.
+            let mut order: Vec<Rc<str>> = Vec::new();
+            let mut groups: HashMap<Rc<str>, Vec<Event>> = HashMap::new();
+            for event in events {
+                self.rows_in_part[event.part as usize] += 1;
+                groups
+                    .entry(event.channel.clone())
+                    .or_insert_with(|| {
+                        order.push(event.channel.clone());
+                        Vec::new()
+                    })
+                    .push(event);
+            }
+            for channel in order {
+                let events = groups.remove(&channel).unwrap_or_default();
+                let limit = self.lanes.limit(&channel);
+                for pending in self.record_batches(next.id, &events, limit) {
+                    self.lanes.push(pending);
+                }
+                recorded = true;
+            }
+            if let Some(state) = self.state.as_mut() {
+                state.cut_tick = next.id;
+                queue_state::save(state, false);
+            }
+            self.cut = Some(next);
+            if !unsafe { PostmasterIsAliveInternal() } {
+                unsafe { pg_sys::proc_exit(1) };
+            }
+        }
+        recorded
+    }
+
+    /// Step 3a: the batches to send now, with their rows loaded.
+    fn prepare_ready(&mut self) -> Vec<i64> {
+        let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
+        if self.jobs_in_flight >= threads {
+            return Vec::new();
+        }
+        let max = (threads - self.jobs_in_flight) * publisher::MAX_BATCH_CHANNELS;
+        let ready = self.lanes.ready(Instant::now(), max);
+        for id in &ready {
+            let Some(pending) = self.lanes.get_mut(*id) else { continue };
+            if pending.messages.is_some() {
                 continue;
             }
-            chain.push(Batch { key: *key, channel: batch.channel.clone(), messages: batch.messages.clone() });
+            let rows = tick::fetch(&pending.events);
+            let base = pending.record.base.clone();
+            pending.messages = Some(
+                rows.into_iter()
+                    .enumerate()
+                    .map(|(i, row)| OutMessage { id: publisher::message_id(&base, i), name: row.name, data: row.data })
+                    .collect(),
+            );
         }
-        chains.retain(|c| !c.is_empty());
-        let ready = chains;
+        ready
+    }
+
+    /// Step 3b: hands the ready batches to the publisher threads.
+    fn dispatch(&mut self, ready: Vec<i64>) {
         if ready.is_empty() {
-            let next = self
-                .pending
-                .values()
-                .map(|p| p.not_before)
-                .chain(self.channel_backoff.values().copied())
-                .filter(|t| *t > now)
-                .min()
-                .map(|t| t - now);
-            if self.pending.is_empty() {
-                self.slot.set_state(WorkerState::Running);
+            return;
+        }
+        let Some(active) = self.publisher.as_ref() else { return };
+        let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
+        let mut batches: Vec<Batch> = Vec::with_capacity(ready.len());
+        for id in &ready {
+            let Some(pending) = self.lanes.get(*id) else { continue };
+            let Some(messages) = pending.messages.clone() else { continue };
+            batches.push(Batch { key: *id, channel: pending.record.channel.to_string(), messages });
+        }
+        for batch in &batches {
+            self.lanes.sent(batch.key);
+        }
+        // Few channels: one request each. Many: batch publish, spread over
+        // the threads.
+        let free = threads.saturating_sub(self.jobs_in_flight).max(1);
+        let jobs: Vec<Job> = if batches.len() <= free {
+            batches.into_iter().map(Job::Channel).collect()
+        } else {
+            let mut buckets: Vec<Vec<Batch>> = (0..free).map(|_| Vec::new()).collect();
+            for (i, batch) in batches.into_iter().enumerate() {
+                buckets[i % free].push(batch);
             }
-            return next.map_or(poll_interval(), |n| n.min(poll_interval()).max(Duration::from_millis(1)));
-        }
-        // Busy: the next round starts right after this one, no wake-ups needed.
-        self.slot.set_wants_wake(false);
-        self.publish(ready);
-        Duration::ZERO
+            buckets.into_iter().flat_map(publisher::pack).collect()
+        };
+        self.jobs_in_flight += jobs.len();
+        active.publisher.submit(jobs);
     }
 
-    /// Reads the part writers use and the batches a previous run left
-    /// unacknowledged; those are re-sent first, unchanged.
-    fn load(&mut self) {
-        let (part, rotated) = select_two::<i16, i64>("SELECT current_part, rotated_id FROM ably.queue_state", &[])
-            .unwrap_or((Some(0), Some(0)));
-        self.part = part.unwrap_or(0);
-        self.rotated_id = rotated.unwrap_or(0);
-        self.slot.set_part(self.part);
-        self.pending.clear();
-        let batches: Vec<(i64, String, Vec<i64>)> = Spi::connect(|client| {
-            client
-                .select("SELECT id, channel, queue_ids FROM ably.batches ORDER BY id", None, &[])
-                .map(|rows| {
-                    rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<String>(2).ok()??, r.get::<Vec<i64>>(3).ok()??)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        });
-        for (key, channel, ids) in batches {
-            let rows = read_rows("WHERE id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY id", &[ids.clone().into()]);
-            let messages = rows
-                .into_iter()
-                .enumerate()
-                .map(|(i, row)| OutMessage { id: publisher::message_id(&self.base(key), i), name: row.name, data: row.data })
-                .collect();
-            self.pending.insert(key, Pending { channel, queue_ids: ids, messages, attempts: 0, not_before: Instant::now() });
+    /// Reads what the publisher threads reported (never blocks).
+    fn collect_outcomes(&mut self) {
+        let Some(active) = self.publisher.as_ref() else { return };
+        let mut delivered = 0;
+        let mut requests = 0;
+        let now = Instant::now();
+        let results: Vec<_> = active.publisher.results().try_iter().collect();
+        for result in results {
+            self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+            requests += 1;
+            for (batch, outcome) in result.outcomes {
+                if let Some(error) = outcome.error() {
+                    self.note_error(batch, &outcome, error);
+                }
+                let applied = self.lanes.outcome(batch, &outcome, now);
+                delivered += applied.delivered_messages;
+                if applied.auth_failed && self.paused_since.is_none() {
+                    self.paused_since = Some(now);
+                    if let Some(error) = outcome.error() {
+                        warning!("ably_pg: delivery paused, Ably refused the credentials: {error}");
+                    }
+                }
+                self.actions.extend(applied.actions);
+            }
         }
-        if !self.pending.is_empty() {
-            log!("ably_pg: re-sending {} unacknowledged batches", self.pending.len());
+        if requests > 0 {
+            self.slot.count_delivery(delivered, requests);
         }
-        self.loaded = true;
     }
 
-    fn base(&self, batch: i64) -> String {
-        format!("{}-{batch}", self.id_prefix)
+    fn note_error(&self, batch: i64, outcome: &Outcome, error: &PublishError) {
+        self.slot.set_error(error.status, error.code, &error.message);
+        let channel = self.lanes.get(batch).map(|p| display_channel(&p.record.channel)).unwrap_or_default();
+        match outcome {
+            Outcome::Retry { .. } => log!("ably_pg: publish to channel {channel} failed, will retry: {error}"),
+            Outcome::RateLimited { .. } => debug1!("ably_pg: channel {channel} backs off: {error}"),
+            _ => {}
+        }
     }
 
-    /// (Re)creates the publisher when the configuration changed. The
-    /// fingerprint holds the key, so it is never logged.
+    fn report_state(&self, configured: bool, paused: bool) {
+        let state = if !configured {
+            if guc::string(&guc::API_KEY).is_none() {
+                WorkerState::NoApiKey
+            } else {
+                WorkerState::InvalidConfig
+            }
+        } else if paused {
+            WorkerState::PausedAuth
+        } else if self.lanes.next_wake(Instant::now()).is_some() {
+            WorkerState::BackingOff
+        } else {
+            WorkerState::Running
+        };
+        self.slot.set_state(state);
+    }
+
+    /// Step 4: rotation and truncation of queue parts (see src/queue.rs),
+    /// and forgetting ticks no batch needs.
+    fn maintain(&mut self) {
+        let Some(mut state) = self.state.clone() else { return };
+        let Some(cut) = self.cut.clone() else { return };
+        let mut changed = false;
+        for part in 0..PARTS {
+            let Some(retired) = state.retired_xid[part as usize] else { continue };
+            // Every transaction that could write to the part has ended and
+            // been cut, and none of its rows is still pending.
+            if cut.snapshot.xmin >= retired && self.lanes.pending_in_part(part as u8) == 0 && truncate_part(part) {
+                state.retired_xid[part as usize] = None;
+                self.rows_in_part[part as usize] = 0;
+                changed = true;
+                debug1!("ably_pg: truncated ably.queue_{part}");
+            }
+        }
+        let current = state.current_part;
+        let next = (current + 1) % PARTS;
+        let rotate_rows = guc::ROTATE_ROWS.get().max(1) as u64;
+        if self.rows_in_part[current as usize] >= rotate_rows && state.retired_xid[next as usize].is_none() {
+            if part_blocks(next) > 0 {
+                // Rows left from an interrupted rotation: retire it first.
+                state.retired_xid[next as usize] = Some(unsafe { pg_sys::ReadNextFullTransactionId() }.value);
+            } else {
+                // Writers move first; only then is the retiring point read,
+                // so every writer of the old part has a smaller transaction id.
+                self.slot.set_part(next);
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                state.retired_xid[current as usize] = Some(unsafe { pg_sys::ReadNextFullTransactionId() }.value);
+                state.current_part = next;
+                state.rotations += 1;
+                self.rows_in_part[next as usize] = 0;
+                queue_state::save(&state, true);
+                self.state = Some(state);
+                return;
+            }
+            changed = true;
+        }
+        if changed {
+            queue_state::save(&state, false);
+        }
+        self.state = Some(state);
+        // Ticks before the oldest one a batch (or the next cut) needs.
+        let keep = self.lanes.oldest_tick().map_or(cut.id, |t| t - 1).min(cut.id);
+        if keep > self.forgotten_before {
+            tick::forget_before(keep);
+            self.forgotten_before = keep;
+        }
+    }
+
+    /// (Re)creates the publisher when the configuration changed.
     fn ensure_publisher(&mut self) -> bool {
         let Some(key) = guc::string(&guc::API_KEY) else {
             self.publisher = None;
@@ -286,37 +736,33 @@ impl Worker {
         let rest_host = guc::string(&guc::REST_HOST);
         let port = guc::PORT.get();
         let tls = guc::TLS.get();
-        let fallbacks = guc::FALLBACK_HOSTS.get().map(|s| s.to_string_lossy().split(',').map(str::to_string).collect::<Vec<_>>());
+        let fallbacks = guc::fallback_hosts();
         let timeout = guc::REQUEST_TIMEOUT_MS.get();
         let threads = guc::MAX_IN_FLIGHT.get();
         let fingerprint = format!("{key}|{endpoint:?}|{rest_host:?}|{port}|{tls}|{fallbacks:?}|{timeout}|{threads}");
-        if self.publisher.as_ref().is_some_and(|(f, _)| *f == fingerprint) {
+        if self.publisher.as_ref().is_some_and(|a| a.fingerprint == fingerprint) {
             return true;
         }
-        if let Some((_, old)) = self.publisher.take() {
-            old.shutdown();
-        }
-        let config = PublisherConfig::from_options(
-            &key,
-            endpoint.as_deref(),
-            rest_host.as_deref(),
-            (port > 0).then_some(port as u16),
-            tls,
-            fallbacks,
-        );
+        // Outcomes of the old publisher's requests will not arrive.
+        self.publisher = None;
+        self.jobs_in_flight = 0;
+        self.lanes.reset_in_flight();
+        let config = PublisherConfig::from_options(&key, endpoint.as_deref(), rest_host.as_deref(), (port > 0).then_some(port as u16), tls, fallbacks);
         let mut config = match config {
             Ok(c) => c,
             Err(e) => {
                 self.slot.set_error(None, None, &format!("invalid configuration: {e}"));
-                warning!("ably_pg: invalid configuration: {e}");
                 return false;
             }
         };
         config.request_timeout = Duration::from_millis(timeout as u64);
         config.threads = threads as usize;
+        let notify = self.wake.notifier();
+        config.wake = Some(Arc::new(move || notify.notify()));
         match Publisher::start(config) {
-            Ok(p) => {
-                self.publisher = Some((fingerprint, p));
+            Ok(publisher) => {
+                self.publisher = Some(Active { fingerprint, publisher });
+                self.slot.clear_error();
                 true
             }
             Err(e) => {
@@ -325,295 +771,143 @@ impl Worker {
             }
         }
     }
+}
 
-    /// Step 1a: applies last round's outcomes. Committed without waiting for
-    /// the WAL flush: if a crash loses it, the batches are simply re-sent
-    /// with their recorded ids and Ably drops the duplicates (the next
-    /// batch record's synchronous commit flushes it anyway).
-    fn settle(&mut self) {
-        Spi::run("SET LOCAL synchronous_commit = off").expect("set synchronous_commit");
-        let settled = std::mem::take(&mut self.settled);
-        if !settled.delivered.is_empty() {
-            let ids: Vec<i64> = settled
-                .delivered
-                .iter()
-                .filter_map(|k| self.pending.remove(k))
-                .flat_map(|p| p.queue_ids)
-                .collect();
-            Spi::run_with_args("DELETE FROM ably.queue WHERE id OPERATOR(pg_catalog.=) ANY ($1)", &[ids.into()]).expect("delete delivered rows");
-            Spi::run_with_args("DELETE FROM ably.batches WHERE id OPERATOR(pg_catalog.=) ANY ($1)", &[settled.delivered.into()])
-                .expect("delete delivered batches");
-        }
-        for (key, error) in settled.dead {
-            let Some(batch) = self.pending.remove(&key) else { continue };
-            Spi::run_with_args(
-                "WITH moved AS (DELETE FROM ably.queue WHERE id OPERATOR(pg_catalog.=) ANY ($1) RETURNING *) \
-                 INSERT INTO ably.dead_letters (id, rule_id, channel, name, data, enqueued_at, http_status, error_code, error_message) \
-                 SELECT id, rule_id, channel, name, data, enqueued_at, $2, $3, $4 FROM moved",
-                &[
-                    batch.queue_ids.clone().into(),
-                    error.status.map(i32::from).into(),
-                    error.code.map(|c| c as i32).into(),
-                    error.message.clone().into(),
-                ],
-            )
-            .expect("move to dead letters");
-            Spi::run_with_args("DELETE FROM ably.batches WHERE id OPERATOR(pg_catalog.=) $1", &[key.into()]).expect("delete dead batch");
-            warning!("ably_pg: {} message(s) on channel {} moved to ably.dead_letters: {error}", batch.queue_ids.len(), batch.channel);
-        }
-        for key in settled.split {
-            if self.pending.remove(&key).is_some() {
-                Spi::run_with_args("DELETE FROM ably.batches WHERE id OPERATOR(pg_catalog.=) $1", &[key.into()]).expect("forget refused batch");
-            }
-        }
-
+/// Moves the rows of `events` to `ably.dead_letters` with the reason.
+fn move_to_dead_letters(events: &[Event], error: &PublishError) {
+    let rows = tick::fetch(events);
+    let table = crate::store::Table::open("dead_letters", pg_sys::RowExclusiveLock);
+    let now = pg_sys::Datum::from(unsafe { pg_sys::GetCurrentTimestamp() });
+    for row in rows {
+        table.insert(&[
+            ("id", Some(pg_sys::Datum::from(row.id))),
+            ("rule_id", row.rule_id.map(pg_sys::Datum::from)),
+            ("channel", Some(crate::store::text_datum(&row.channel))),
+            ("name", row.name.as_deref().map(crate::store::text_datum)),
+            ("data", Some(crate::store::text_datum(&row.data))),
+            ("enqueued_at", Some(pg_sys::Datum::from(row.enqueued_at))),
+            ("failed_at", Some(now)),
+            ("http_status", error.status.map(|s| pg_sys::Datum::from(i32::from(s)))),
+            ("error_code", error.code.map(|c| pg_sys::Datum::from(c as i32))),
+            ("error_message", Some(crate::store::text_datum(&error.message))),
+        ]);
     }
+}
 
-    /// Step 1b: reads new rows, forms batches and records them; this commit
-    /// is synchronous, so a batch is durable before it is sent.
-    fn read(&mut self) {
-        // New rows, oldest first, of channels with no batch in flight.
-        let now = Instant::now();
-        self.channel_backoff.retain(|_, t| *t > now);
-        let mut skip: Vec<String> = self.pending.values().map(|p| p.channel.clone()).collect();
-        skip.extend(self.channel_backoff.keys().cloned());
-        skip.sort();
-        skip.dedup();
-        let batch_size = guc::BATCH_SIZE.get().max(1) as usize;
-        let limit = (batch_size * guc::MAX_IN_FLIGHT.get().max(1) as usize * 2) as i64;
-        let rows = read_rows(
-            "WHERE channel OPERATOR(pg_catalog.<>) ALL ($1) ORDER BY id LIMIT $2",
-            &[skip.into(), limit.into()],
+fn set_synchronous_commit(on: bool) {
+    unsafe {
+        pg_sys::set_config_option(
+            c"synchronous_commit".as_ptr(),
+            if on { c"on".as_ptr() } else { c"off".as_ptr() },
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
         );
-        if rows.is_empty() {
-            return;
-        }
-        let mut by_channel: Vec<(String, Vec<Row>)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for row in rows {
-            let i = *index.entry(row.channel.clone()).or_insert_with(|| {
-                by_channel.push((row.channel.clone(), Vec::new()));
-                by_channel.len() - 1
-            });
-            by_channel[i].1.push(row);
-        }
-        let max_bytes = guc::MAX_MESSAGE_SIZE.get().max(1) as usize;
-        let mut formed: Vec<(String, Vec<Row>)> = Vec::new();
-        for (channel, rows) in by_channel {
-            let count = if self.single.contains(&channel) { 1 } else { batch_size };
-            let sizes: Vec<usize> = rows.iter().map(|r| publisher::message_size(r.name.as_deref(), &r.data)).collect();
-            let mut rows = rows.into_iter();
-            for chunk in publisher::chunk_by_size(sizes, max_bytes, count).into_iter().take(CHAIN) {
-                formed.push((channel.clone(), rows.by_ref().take(chunk.len()).collect()));
-            }
-        }
-        // One sequence call for the whole round: the worker is the only
-        // user of ably.batch_id_seq.
-        let last = Spi::get_one_with_args::<i64>(
-            "SELECT pg_catalog.setval('ably.batch_id_seq'::pg_catalog.regclass, \
-             pg_catalog.nextval('ably.batch_id_seq'::pg_catalog.regclass) OPERATOR(pg_catalog.+) $1 OPERATOR(pg_catalog.-) 1)",
-            &[(formed.len() as i64).into()],
-        )
-        .ok()
-        .flatten()
-        .expect("batch ids");
-        let keys: Vec<i64> = (last - formed.len() as i64 + 1..=last).collect();
-        let mut channels = Vec::with_capacity(formed.len());
-        let mut members = Vec::with_capacity(formed.len());
-        for ((channel, rows), key) in formed.into_iter().zip(keys.iter().copied()) {
-            let base = self.base(key);
-            let queue_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            members.push(queue_ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","));
-            channels.push(channel.clone());
-            let messages = rows
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| OutMessage { id: publisher::message_id(&base, i), name: r.name, data: r.data })
-                .collect();
-            self.pending.insert(key, Pending { channel, queue_ids, messages, attempts: 0, not_before: now });
-        }
-        Spi::run_with_args(
-            "INSERT INTO ably.batches (id, channel, queue_ids) \
-             SELECT k, c, pg_catalog.string_to_array(m, ',')::pg_catalog.int8[] \
-             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[]), \
-                            pg_catalog.unnest($3::pg_catalog.text[])) AS u(k, c, m)",
-            &[keys.into(), channels.into(), members.into()],
-        )
-        .expect("record batches");
-    }
-
-    /// Rotation and truncation of queue parts (see src/queue.rs).
-    fn maintain_queue(&mut self) {
-        let rotate_rows = guc::ROTATE_ROWS.get() as i64;
-        let last = select_one::<i64>("SELECT last_value FROM ably.queue_id_seq", &[]).unwrap_or(0);
-        if last - self.rotated_id >= rotate_rows {
-            let next = (self.part + 1) % PARTS;
-            let next_empty =
-                select_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM ably.queue_{next})"), &[]).unwrap_or(false);
-            if next_empty {
-                Spi::run_with_args(
-                    "UPDATE ably.queue_state SET current_part = $1, rotated_id = $2, rotated_at = pg_catalog.now()",
-                    &[next.into(), last.into()],
-                )
-                .expect("rotate queue");
-                self.part = next;
-                self.rotated_id = last;
-                self.slot.set_part(next);
-            }
-        }
-        // ably.batches churns by a row per batch; with nothing in flight
-        // it can be emptied wholesale (only this worker writes it).
-        let batch_bytes = select_one::<i64>("SELECT pg_catalog.pg_relation_size('ably.batches'::pg_catalog.regclass)", &[]).unwrap_or(0);
-        if self.pending.is_empty() && batch_bytes > 1 << 20 {
-            truncate_if_empty("ably.batches");
-        }
-        for part in 0..PARTS {
-            if part == self.part {
-                continue;
-            }
-            let name = format!("ably.queue_{part}");
-            let size = select_one::<i64>(&format!("SELECT pg_catalog.pg_relation_size('{name}'::pg_catalog.regclass)"), &[]).unwrap_or(0);
-            if size == 0 {
-                continue;
-            }
-            truncate_if_empty(&name);
-        }
-    }
-
-    /// Step 2 of a round: send and wait for every outcome.
-    fn publish(&mut self, ready: Vec<Vec<Batch>>) {
-        let Some((_, publisher)) = self.publisher.as_ref() else { return };
-        let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
-        // A channel with several batches is a chain (sent in order by one
-        // thread); single batches are spread over the threads, and each
-        // bucket uses batch publish when it holds several channels.
-        let (chains, singles): (Vec<Vec<Batch>>, Vec<Vec<Batch>>) = ready.into_iter().partition(|c| c.len() > 1);
-        let mut jobs: Vec<Job> = chains.into_iter().map(Job::Chain).collect();
-        let singles: Vec<Batch> = singles.into_iter().flatten().collect();
-        if !singles.is_empty() {
-            let mut buckets: Vec<Vec<Batch>> = (0..threads.min(singles.len())).map(|_| Vec::new()).collect();
-            let n = buckets.len();
-            for (i, batch) in singles.into_iter().enumerate() {
-                buckets[i % n].push(batch);
-            }
-            jobs.extend(buckets.into_iter().flat_map(publisher::pack));
-        }
-        let mut outstanding = jobs.len();
-        let requests = jobs.iter().map(|j| if let Job::Chain(c) = j { c.len() as u64 } else { 1 }).sum();
-        publisher.submit(jobs);
-        let mut outcomes = Vec::new();
-        while outstanding > 0 {
-            match publisher.results().recv_timeout(Duration::from_millis(100)) {
-                Ok(result) => {
-                    outstanding -= 1;
-                    outcomes.extend(result.outcomes);
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if BackgroundWorker::sigterm_received() {
-                        return;
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-            }
-        }
-        let mut delivered_messages = 0u64;
-        let mut state = WorkerState::Running;
-        for (key, outcome) in outcomes {
-            let Some(batch) = self.pending.get_mut(&key) else { continue };
-            if let Some(error) = outcome.error() {
-                self.slot.set_error(error.status, error.code, &error.message);
-            }
-            match outcome {
-                Outcome::Delivered => {
-                    delivered_messages += batch.messages.len() as u64;
-                    if batch.messages.len() == 1 {
-                        self.single.remove(&batch.channel);
-                    }
-                    self.settled.delivered.push(key);
-                }
-                Outcome::Retry { error } => {
-                    batch.attempts += 1;
-                    batch.not_before = Instant::now() + publisher::backoff(batch.attempts);
-                    state = WorkerState::BackingOff;
-                    log!("ably_pg: publish to channel {} failed, will retry: {error}", batch.channel);
-                }
-                Outcome::RateLimited { error } => {
-                    batch.attempts += 1;
-                    let until = Instant::now() + publisher::backoff(batch.attempts).max(Duration::from_millis(100));
-                    self.channel_backoff.insert(batch.channel.clone(), until);
-                    state = WorkerState::BackingOff;
-                    debug1!("ably_pg: channel {} rate limited: {error}", batch.channel);
-                }
-                Outcome::AuthFailed { error } => {
-                    self.paused_since = Some(Instant::now());
-                    state = WorkerState::PausedAuth;
-                    warning!("ably_pg: delivery paused, Ably refused the credentials: {error}");
-                }
-                Outcome::NotSent => batch.not_before = Instant::now(),
-                Outcome::Rejected { error } => {
-                    if batch.messages.len() == 1 {
-                        self.settled.dead.push((key, error));
-                    } else {
-                        self.single.insert(batch.channel.clone());
-                        self.settled.split.push(key);
-                    }
-                }
-            }
-        }
-        if self.paused_since.is_some() {
-            state = WorkerState::PausedAuth;
-        }
-        self.slot.set_state(state);
-        self.slot.count_delivery(delivered_messages, requests);
     }
 }
 
-/// TRUNCATEs `table` if it holds no row and can be locked without waiting
-/// (a writer still inserting into an old queue part holds a lock on it).
-fn truncate_if_empty(table: &str) {
-    let Some(relid) = select_one::<pg_sys::Oid>(&format!("SELECT '{table}'::pg_catalog.regclass::pg_catalog.oid"), &[]) else { return };
-    if !unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::AccessExclusiveLock as i32) } {
-        return;
-    }
-    if select_one::<bool>(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), &[]).unwrap_or(false) {
-        Spi::run(&format!("TRUNCATE {table}")).expect("truncate");
-        debug1!("ably_pg: truncated {table}");
+/// Blocks in a queue part (0 after TRUNCATE).
+fn part_blocks(part: i16) -> u32 {
+    let Some(relid) = catalog::ably_relation(&format!("queue_{part}")) else { return 0 };
+    unsafe {
+        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+        blocks
     }
 }
 
-struct Row {
-    id: i64,
-    channel: String,
-    name: Option<String>,
-    data: String,
+/// Empties a drained part (and its index) if it can be locked without
+/// waiting. The truncation is WAL-logged and keeps the relation's files, so
+/// writers' cached relation entries stay valid.
+fn truncate_part(part: i16) -> bool {
+    let Some(relid) = catalog::ably_relation(&format!("queue_{part}")) else { return false };
+    unsafe {
+        if !pg_sys::ConditionalLockRelationOid(relid, pg_sys::AccessExclusiveLock as i32) {
+            return false;
+        }
+        let rel = pg_sys::table_open(relid, pg_sys::NoLock as i32);
+        pg_sys::heap_truncate_one_rel(rel);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    }
+    true
 }
 
-fn read_rows(clause: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<Row> {
-    Spi::connect(|client| {
-        client
-            .select(&format!("SELECT id, channel, name, data::pg_catalog.text FROM ably.queue {clause}"), None, args)
-            .map(|rows| {
-                rows.filter_map(|r| {
-                    Some(Row {
-                        id: r.get::<i64>(1).ok()??,
-                        channel: r.get::<String>(2).ok()??,
-                        name: r.get::<String>(3).ok()?,
-                        data: r.get::<String>(4).ok()??,
-                    })
-                })
-                .collect()
-            })
-            .expect("read queue")
-    })
+/// Whether a DROP DATABASE is waiting for this database (it holds the
+/// database's lock while it waits for sessions to leave).
+fn database_being_dropped() -> bool {
+    unsafe {
+        let mut tag: pg_sys::LOCKTAG = std::mem::zeroed();
+        tag.locktag_field1 = 0;
+        tag.locktag_field2 = pg_sys::DatabaseRelationId.into();
+        tag.locktag_field3 = pg_sys::MyDatabaseId.to_u32();
+        tag.locktag_field4 = 0;
+        tag.locktag_type = pg_sys::LockTagType::LOCKTAG_OBJECT as u8;
+        tag.locktag_lockmethodid = pg_sys::DEFAULT_LOCKMETHOD as u8;
+        let result = pg_sys::LockAcquire(&tag, pg_sys::AccessShareLock as i32, false, true);
+        if result == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+            return true;
+        }
+        pg_sys::LockRelease(&tag, pg_sys::AccessShareLock as i32, false);
+        false
+    }
 }
 
-/// Runs `f` in a transaction of its own. An ERROR inside ends the worker
-/// (the postmaster restarts it), which is safe: nothing is acknowledged or
-/// deleted outside a committed transaction.
-fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
-    BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f))
+/// Whether the extension disappeared (checked after an error, outside the
+/// failed transaction's snapshot).
+fn catalog_gone() -> bool {
+    unsafe {
+        let oid = pg_sys::get_extension_oid(c"ably_pg".as_ptr(), true);
+        oid == pg_sys::InvalidOid
+    }
 }
 
-fn extension_installed() -> bool {
-    crate::catalog::extension().is_some()
+/// A pipe the publisher threads write a byte to when a result is ready, so
+/// the worker can sleep on it together with its latch.
+struct WakePipe {
+    read: i32,
+    write: Arc<WriteEnd>,
+}
+
+struct WriteEnd(i32);
+
+impl WriteEnd {
+    /// Async-signal- and thread-safe: one non-blocking write(2).
+    fn notify(&self) {
+        let byte = [1u8];
+        unsafe { libc::write(self.0, byte.as_ptr() as *const _, 1) };
+    }
+}
+
+impl Drop for WriteEnd {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.0) };
+    }
+}
+
+impl WakePipe {
+    fn new() -> WakePipe {
+        let mut fds = [0i32; 2];
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            pgrx::error!("ably_pg: could not create a pipe: {}", std::io::Error::last_os_error());
+        }
+        WakePipe { read: fds[0], write: Arc::new(WriteEnd(fds[1])) }
+    }
+
+    fn read_fd(&self) -> i32 {
+        self.read
+    }
+
+    fn notifier(&self) -> Arc<WriteEnd> {
+        self.write.clone()
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 256];
+        while unsafe { libc::read(self.read, buf.as_mut_ptr() as *mut _, buf.len()) } > 0 {}
+    }
 }

@@ -33,26 +33,34 @@ test('a standby waits for promotion, then delivers', async () => {
   }
 });
 
-test('the queue rotates and truncates drained parts instead of bloating', async () => {
+test('the queue rotates and truncates drained parts: bounded size, no dead rows', async () => {
   await s.query(`ALTER SYSTEM SET ably.queue_rotate_rows = 1000`);
   await s.query(`SELECT pg_reload_conf()`);
-  const { rows: before } = await s.query(`SELECT current_part FROM ably.queue_state`);
+  const rotations = async () => Number((await s.query(`SELECT rotations FROM ably.queue_state`)).rows[0].rotations);
+  const before = await rotations();
   for (let i = 0; i < 8; i++) {
     await s.query(`INSERT INTO items SELECT g, 'x' FROM generate_series(${1000 + i * 1000}, ${1999 + i * 1000}) g`);
     await waitFor(async () => (await queueDepth(s)) === 0, { what: 'drained' });
   }
-  await s.query(`INSERT INTO items VALUES (99999, 'nudge')`);
-  await waitFor(async () => (await queueDepth(s)) === 0, { what: 'drained' });
-  const { rows: after } = await s.query(`SELECT current_part FROM ably.queue_state`);
-  assert.notEqual(after[0].current_part, before[0].current_part, 'writers moved to another part');
-  const sizes = await waitFor(async () => {
-    const { rows } = await s.query(
-      `SELECT p, pg_total_relation_size(format('ably.queue_%s', p)) AS size FROM generate_series(0, 2) p`,
+  // Writers moved on at least once per 1,000 delivered rows (a part is
+  // only reused once truncated, so the count depends on timing: at least 2).
+  await waitFor(async () => (await rotations()) >= before + 2, { what: 'two rotations' });
+  // Rows are never deleted or updated, so no part has a dead row to vacuum;
+  // drained parts are truncated instead.
+  const { rows } = await s.query(
+    `SELECT coalesce(sum(s.n_dead_tup), 0)::int AS dead
+       FROM pg_class c JOIN pg_stat_all_tables s ON s.relid = c.oid
+      WHERE c.oid IN ('ably.queue_0'::regclass, 'ably.queue_1'::regclass, 'ably.queue_2'::regclass)`,
+  );
+  assert.equal(rows[0].dead, 0, 'no dead rows in the queue parts');
+  await waitFor(async () => {
+    const { rows: sizes } = await s.query(
+      `SELECT pg_total_relation_size(format('ably.queue_%s', p)::regclass) AS size FROM generate_series(0, 2) p`,
     );
-    const others = rows.filter((r) => r.p !== after[0].current_part);
-    return others.some((r) => Number(r.size) <= 16384) && rows;
-  }, { timeout: 90000, what: 'a drained part truncated' });
-  assert.ok(sizes.length === 3);
+    // a truncated part keeps only its index metapages (a full one holds
+    // 1,000 rows, well over 100 kB)
+    return sizes.some((r) => Number(r.size) <= 65536);
+  }, { timeout: 30000, what: 'a drained part truncated' });
   await s.query(`ALTER SYSTEM RESET ably.queue_rotate_rows`);
   await s.query(`SELECT pg_reload_conf()`);
 });
