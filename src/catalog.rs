@@ -87,3 +87,18 @@ pub unsafe fn cstr(ptr: *const std::ffi::c_char) -> String {
     }
     unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
 }
+
+/// Attribute `i` (0-based) of a tuple descriptor (PostgreSQL 18 moved the
+/// attribute array behind the compact attributes).
+pub unsafe fn attr(desc: pg_sys::TupleDesc, i: usize) -> *mut pg_sys::FormData_pg_attribute {
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        {
+            (*desc).attrs.as_mut_ptr().add(i)
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        {
+            pg_sys::TupleDescAttr(desc, i as i32)
+        }
+    }
+}

@@ -123,6 +123,19 @@ impl Template {
         })
     }
 
+    /// The same template with placeholder `old` renamed to `new`.
+    pub fn renamed(&self, old: &str, new: &str) -> Template {
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Column(c) if c == old => Segment::Column(new.to_string()),
+                other => other.clone(),
+            })
+            .collect();
+        Template { segments }
+    }
+
     /// The literal text every rendering starts with.
     pub fn static_prefix(&self) -> &str {
         match self.segments.first() {
@@ -166,6 +179,19 @@ impl Template {
     }
 }
 
+impl std::fmt::Display for Template {
+    /// The template text (parsing it gives this template back).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(l) => f.write_str(&l.replace('{', "{{").replace('}', "}}"))?,
+                Segment::Column(c) => write!(f, "{{{c}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod unit_tests {
     use super::*;
@@ -184,6 +210,13 @@ mod unit_tests {
         assert!(!t.is_static());
         let t = Template::parse("{x\"; DROP TABLE t; --}").unwrap();
         assert_eq!(t.columns().collect::<Vec<_>>(), vec!["x\"; DROP TABLE t; --"]);
+    }
+
+    #[test]
+    fn renaming_a_placeholder_keeps_the_rest() {
+        let t = Template::parse("room-{room}:{{x}}").unwrap();
+        assert_eq!(t.renamed("room", "room_id").to_string(), "room-{room_id}:{{x}}");
+        assert_eq!(Template::parse(&t.to_string()).unwrap(), t);
     }
 
     #[test]

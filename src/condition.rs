@@ -142,6 +142,39 @@ unsafe fn single_expression(text: &str) -> *mut pg_sys::Node {
     }
 }
 
+/// Attribute numbers of the table's columns a stored condition reads.
+pub fn columns_of(tree: &str) -> Vec<i16> {
+    let Ok(tree) = CString::new(tree) else { return Vec::new() };
+    let mut out = Vec::new();
+    unsafe {
+        let expr = pg_sys::stringToNode(tree.as_ptr()) as *mut pg_sys::Node;
+        let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos(expr, 1, &mut attnos);
+        let mut member = -1;
+        loop {
+            member = pg_sys::bms_next_member(attnos, member);
+            if member < 0 {
+                break;
+            }
+            let attnum = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+            if attnum > 0 {
+                out.push(attnum as i16);
+            }
+        }
+    }
+    out
+}
+
+/// A stored condition as text, with the table's current column names.
+pub fn deparse(relid: pg_sys::Oid, tree: &str) -> String {
+    let Ok(tree) = CString::new(tree) else { return String::new() };
+    unsafe {
+        let expr = pg_sys::stringToNode(tree.as_ptr()) as *mut pg_sys::Node;
+        let context = pg_sys::deparse_context_for(pg_sys::get_rel_name(relid), relid);
+        cstr(pg_sys::deparse_expression(expr, context, false, false))
+    }
+}
+
 pub unsafe fn list_nth(list: *mut pg_sys::List, n: usize) -> *mut std::ffi::c_void {
     unsafe { (*(*list).elements.add(n)).ptr_value }
 }

@@ -120,3 +120,193 @@ fn used_columns(rule: &rule_store::Rule, relid: pg_sys::Oid) -> Vec<i16> {
         .filter(|a| *a > 0)
         .collect()
 }
+
+/// `ably.guard_ddl()`, at the start of DROP EXTENSION and ALTER TABLE:
+/// - refuses DROP EXTENSION ably_pg while messages are undelivered, unless
+///   CASCADE says to discard them;
+/// - refuses ALTER COLUMN ... TYPE of a column a rule reads, with a HINT,
+///   instead of PostgreSQL's bare "used in a trigger definition".
+///
+/// A raw V1 function: it needs the event trigger's parse tree.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn ably_guard_ddl(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        let context = (*fcinfo).context as *mut pg_sys::EventTriggerData;
+        if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_EventTriggerData {
+            crate::errors::raise(
+                crate::errors::Code::ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED,
+                "ably.guard_ddl() must be called as an event trigger",
+                "It is ably_pg's own event trigger; do not call it.",
+            );
+        }
+        let tree = (*context).parsetree;
+        if tree.is_null() {
+            return pg_sys::Datum::from(0);
+        }
+        match (*tree).type_ {
+            pg_sys::NodeTag::T_DropStmt => with_pinned_search_path(|| guard_drop_extension(tree as *mut pg_sys::DropStmt)),
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                // The table as the command itself will find it (the
+                // caller's search_path); everything after that is pinned.
+                let stmt = tree as *mut pg_sys::AlterTableStmt;
+                if (*stmt).relation.is_null() {
+                    return pg_sys::Datum::from(0);
+                }
+                let relid = pg_sys::RangeVarGetRelidExtended((*stmt).relation, pg_sys::NoLock as i32, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut());
+                if relid != pg_sys::InvalidOid {
+                    with_pinned_search_path(|| guard_alter_type(stmt, relid));
+                }
+            }
+            _ => {}
+        }
+        pg_sys::Datum::from(0)
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn pg_finfo_ably_guard_ddl() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+unsafe fn guard_drop_extension(stmt: *mut pg_sys::DropStmt) {
+    unsafe {
+        if (*stmt).removeType != pg_sys::ObjectType::OBJECT_EXTENSION || (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE {
+            return;
+        }
+        let objects = (*stmt).objects;
+        let names: Vec<String> = (0..if objects.is_null() { 0 } else { (*objects).length as usize })
+            .map(|i| condition::list_nth(objects, i) as *mut pg_sys::String)
+            .map(|s| crate::catalog::cstr((*s).sval))
+            .collect();
+        if !names.iter().any(|n| n == "ably_pg") {
+            return;
+        }
+    }
+    let undelivered = crate::status::undelivered();
+    if undelivered > 0 {
+        crate::errors::raise_detail(
+            crate::errors::Code::ERRCODE_OBJECT_IN_USE,
+            format!("cannot drop extension ably_pg while {undelivered} message(s) are not delivered"),
+            "Dropping the extension drops its queue.",
+            "Wait until SELECT queue_depth FROM ably.status is 0 (see its state and last_error_message if it does not fall), or DROP EXTENSION ably_pg CASCADE to discard them.",
+        );
+    }
+}
+
+unsafe fn guard_alter_type(stmt: *mut pg_sys::AlterTableStmt, relid: pg_sys::Oid) {
+    unsafe {
+        let cmds = (*stmt).cmds;
+        if cmds.is_null() {
+            return;
+        }
+        for i in 0..(*cmds).length as usize {
+            let cmd = condition::list_nth(cmds, i) as *mut pg_sys::AlterTableCmd;
+            if (*cmd).subtype != pg_sys::AlterTableType::AT_AlterColumnType || (*cmd).name.is_null() {
+                continue;
+            }
+            let column = crate::catalog::cstr((*cmd).name);
+            let name = CString::new(column.as_str()).unwrap_or_default();
+            let attnum = pg_sys::get_attnum(relid, name.as_ptr());
+            if attnum <= 0 {
+                continue;
+            }
+            if let Some(rule) = rule_using_column(relid, attnum) {
+                let table = crate::catalog::cstr(pg_sys::get_rel_name(relid));
+                crate::errors::raise_detail(
+                    crate::errors::Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("cannot change the type of column \"{column}\": ably_pg rule {rule} reads it"),
+                    "A rule's channel, name, columns and condition are compiled against the column's type.",
+                    format!(
+                        "Remove the rule with SELECT ably.unpublish_table('{}', {rule}), change the type, then publish the table again.",
+                        table.replace('\'', "''")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The rule whose trigger depends on column `attnum` of `relid` (via the
+/// dependencies `adopt_triggers` records).
+fn rule_using_column(relid: pg_sys::Oid, attnum: i16) -> Option<i64> {
+    let rules = rule_store::of_table(relid);
+    rules.into_iter().find(|rule| {
+        let mut used = used_columns(rule, relid);
+        if rule.condition.is_some() {
+            if let Some(tree) = rule_store::condition_tree(rule.id) {
+                used.extend(condition::columns_of(&tree));
+            }
+        }
+        used.contains(&attnum)
+    }).map(|r| r.id)
+}
+
+/// `ably.follow_renames()`, at the end of ALTER TABLE ... RENAME COLUMN:
+/// rules name columns in their templates and column lists, so they follow
+/// the rename (the condition, stored as a tree, needs only its text
+/// deparsed again).
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn ably_follow_renames(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        let context = (*fcinfo).context as *mut pg_sys::EventTriggerData;
+        if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_EventTriggerData {
+            return pg_sys::Datum::from(0);
+        }
+        let tree = (*context).parsetree;
+        if tree.is_null() || (*tree).type_ != pg_sys::NodeTag::T_RenameStmt {
+            return pg_sys::Datum::from(0);
+        }
+        let stmt = tree as *mut pg_sys::RenameStmt;
+        if (*stmt).renameType != pg_sys::ObjectType::OBJECT_COLUMN || (*stmt).relation.is_null() {
+            return pg_sys::Datum::from(0);
+        }
+        let old = crate::catalog::cstr((*stmt).subname);
+        let new = crate::catalog::cstr((*stmt).newname);
+        let relid = pg_sys::RangeVarGetRelidExtended((*stmt).relation, pg_sys::NoLock as i32, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut());
+        if relid != pg_sys::InvalidOid {
+            with_pinned_search_path(|| follow_rename(relid, &old, &new));
+        }
+        pg_sys::Datum::from(0)
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn pg_finfo_ably_follow_renames() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+fn follow_rename(relid: pg_sys::Oid, old: &str, new: &str) {
+    for mut rule in rule_store::of_table(relid) {
+        let mut changed = false;
+        for template in std::iter::once(&mut rule.channel).chain(rule.name.iter_mut()) {
+            if let Ok(t) = Template::parse(template) {
+                if t.columns().any(|c| c == old) {
+                    *template = t.renamed(old, new).to_string();
+                    changed = true;
+                }
+            }
+        }
+        if let Some(columns) = rule.columns.as_mut() {
+            for c in columns.iter_mut().filter(|c| *c == old) {
+                *c = new.to_string();
+                changed = true;
+            }
+        }
+        if rule.condition.is_some() {
+            if let Some(tree) = rule_store::condition_tree(rule.id) {
+                let text = condition::deparse(relid, &tree);
+                if rule.condition.as_deref() != Some(text.as_str()) {
+                    rule.condition = Some(text);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            rule_store::update(&rule);
+        }
+    }
+}

@@ -89,6 +89,33 @@ pub fn delete(id: i64) {
     delete_condition(id);
 }
 
+/// Replaces the stored channel, name, columns and condition text of a rule
+/// (to follow a column rename).
+pub fn update(rule: &Rule) {
+    let table = Table::open("rules", pg_sys::RowExclusiveLock);
+    let mut created_at = None;
+    table.scan_int8("rules_pkey", "id", rule.id, |row| {
+        created_at = row.get::<pgrx::datum::TimestampWithTimeZone>("created_at");
+        true
+    });
+    unsafe { pg_sys::CommandCounterIncrement() };
+    let text_array = |items: &[String]| items.to_vec().into_datum();
+    let created = created_at
+        .and_then(|t| t.into_datum())
+        .unwrap_or_else(|| pg_sys::Datum::from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }));
+    table.insert(&[
+        ("id", Some(pg_sys::Datum::from(rule.id))),
+        ("relid", Some(pg_sys::Datum::from(rule.relid))),
+        ("events", text_array(&rule.events)),
+        ("channel", Some(text_datum(&rule.channel))),
+        ("name", rule.name.as_deref().map(text_datum)),
+        ("columns", rule.columns.as_deref().and_then(text_array)),
+        ("condition", rule.condition.as_deref().map(text_datum)),
+        ("created_at", Some(created)),
+    ]);
+    unsafe { pg_sys::CommandCounterIncrement() };
+}
+
 /// The compiled condition of a rule, if it was compiled in this cluster.
 pub fn condition_tree(rule_id: i64) -> Option<String> {
     let system_identifier = unsafe { pg_sys::GetSystemIdentifier() } as i64;

@@ -47,7 +47,7 @@ impl TableInfo {
             let desc = (*rel).rd_att;
             let mut columns = Vec::new();
             for i in 0..(*desc).natts {
-                let attr = (*desc).attrs.as_ptr().add(i as usize);
+                let attr = catalog::attr(desc, i as usize);
                 if !(*attr).attisdropped {
                     columns.push(catalog::cstr((*attr).attname.data.as_ptr()));
                 }

@@ -86,6 +86,14 @@ fn status() -> TableIterator<
     TableIterator::once(row)
 }
 
+/// Messages committed and not yet acknowledged by Ably: those of recorded
+/// batches and the rows not cut into batches yet.
+pub fn undelivered() -> i64 {
+    let pending: i64 = batch::load_all().iter().map(|b| i64::from(b.count)).sum();
+    let cut = queue_state::load().and_then(|s| tick::load_from(s.cut_tick).into_iter().find(|t| t.id == s.cut_tick));
+    pending + cut.map_or(0, |c| tick::count_after(&c.snapshot))
+}
+
 /// Why no worker serves this database, as far as the launcher tells.
 fn launcher_state(dboid: pg_sys::Oid) -> &'static str {
     let (launcher, exhausted) = shared::launcher_view();

@@ -197,3 +197,15 @@ impl Row<'_> {
 pub fn text_datum(s: &str) -> pg_sys::Datum {
     unsafe { pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr() as *const _, s.len() as i32)) }
 }
+
+/// `s` as an SQL string literal ('…' with quotes doubled; an E'' literal
+/// when it holds a backslash, so standard_conforming_strings does not
+/// matter).
+pub fn quote_literal(s: &str) -> String {
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}

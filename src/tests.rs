@@ -290,6 +290,49 @@ mod tests {
     }
 
     #[pg_test]
+    fn retrying_dead_letters_never_sends_an_older_version_after_a_newer_one() {
+        setup_chat();
+        let rule = one::<i64>("SELECT ably.publish_table('messages', 'chat:{room_id}')").unwrap();
+        run("INSERT INTO messages (id, room_id, author, body) VALUES (1, 1, 'a', 'v1'), (2, 1, 'a', 'v1')");
+        // Both inserts were refused by Ably (say); row 1 changed since.
+        run(&format!(
+            "INSERT INTO ably.dead_letters (id, rule_id, channel, name, data, enqueued_at, error_message) \
+             SELECT -id, {rule}, channel, name, data, enqueued_at, 'refused' FROM ably.queue"
+        ));
+        run("UPDATE messages SET body = 'v2' WHERE id = 1");
+        let queued_before = one::<i64>("SELECT count(*) FROM ably.queue").unwrap();
+        assert_eq!(one::<i64>("SELECT ably.retry_dead_letters()"), Some(1), "only row 2's insert is still current");
+        assert_eq!(one::<i64>("SELECT count(*) FROM ably.queue").unwrap(), queued_before + 1);
+        assert_eq!(one::<i64>("SELECT count(*) FROM ably.dead_letters"), Some(1), "row 1's old version stays");
+        assert_eq!(one::<i64>("SELECT ably.retry_dead_letters(force => true)"), Some(1));
+        // A change with no channel is sent only to a channel given for it.
+        run("INSERT INTO messages (id, room_id, author, body) VALUES (3, NULL, 'a', 'x')");
+        assert_eq!(one::<i64>("SELECT ably.retry_dead_letters()"), Some(0));
+        assert_eq!(one::<i64>("SELECT ably.retry_dead_letters(channel => 'chat:lost')"), Some(1));
+        assert_eq!(one::<i64>("SELECT count(*) FROM ably.queue WHERE channel = 'chat:lost'"), Some(1));
+    }
+
+    #[pg_test]
+    fn rules_follow_renames_and_type_changes_are_refused_with_a_hint() {
+        setup_chat();
+        run("SELECT ably.publish_table('messages', 'chat:{room_id}', columns => '{id,room_id,body}', condition => $$body <> 'x'$$)");
+        run("ALTER TABLE messages RENAME COLUMN room_id TO room");
+        run("ALTER TABLE messages RENAME COLUMN body TO text");
+        assert_eq!(one::<String>("SELECT channel FROM ably.rules").as_deref(), Some("chat:{room}"));
+        assert_eq!(one::<String>("SELECT columns::text FROM ably.rules").as_deref(), Some("{id,room,text}"));
+        assert_eq!(one::<String>("SELECT condition FROM ably.rules").as_deref(), Some("(text <> 'x'::text)"));
+        run("INSERT INTO messages (room, author, text) VALUES (4, 'a', 'hi')");
+        assert_eq!(one::<String>("SELECT channel FROM ably.queue").as_deref(), Some("chat:4"));
+        let (code, _, hint) = error_of("ALTER TABLE messages ALTER COLUMN room TYPE bigint");
+        assert_eq!(code, PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED);
+        assert!(hint.unwrap().contains("unpublish_table"));
+        // DROP COLUMN ... CASCADE takes the rule with its trigger.
+        run("ALTER TABLE messages DROP COLUMN room CASCADE");
+        assert_eq!(one::<i64>("SELECT count(*) FROM ably.rules"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ably_rule_%'"), Some(0));
+    }
+
+    #[pg_test]
     fn hostile_identifiers_are_plain_names() {
         run(r#"CREATE TABLE "x""; DROP TABLE t; --" ("y""; DROP TABLE t; --" int, "}" text)"#);
         run(r#"SELECT ably.publish_table('"x""; DROP TABLE t; --"', 'c:{y"; DROP TABLE t; --}')"#);

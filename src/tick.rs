@@ -177,7 +177,10 @@ unsafe fn scan_part(
         };
         let snapshot = pg_sys::GetTransactionSnapshot();
         let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
         let scan = pg_sys::index_beginscan(rel, index, snapshot, 2, 0);
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        let scan = pg_sys::index_beginscan(rel, index, snapshot, std::ptr::null_mut(), 2, 0);
         let mut visit = |lo: u64, hi: u64| {
             let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
             pg_sys::ScanKeyInit(&mut keys[0], 1, pg_sys::BTGreaterEqualStrategyNumber as u16, pg_sys::F_INT8GE.into(), pg_sys::Datum::from(lo as i64));

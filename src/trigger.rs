@@ -141,7 +141,7 @@ unsafe fn compile_template(template: &Template, tupdesc: pg_sys::TupleDesc, cont
 }
 
 unsafe fn tupdesc_attr(tupdesc: pg_sys::TupleDesc, attnum: i32) -> *mut pg_sys::FormData_pg_attribute {
-    (*tupdesc).attrs.as_mut_ptr().add((attnum - 1) as usize)
+    catalog::attr(tupdesc, (attnum - 1) as usize)
 }
 
 unsafe fn attnum_of(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<i32> {

@@ -72,7 +72,7 @@ before(async () => {
   await ensurePublisherRole(s, 'app');
   await app(`GRANT ably_publisher TO tblowner`);
   // what a DBA grants an application role
-  await app(`GRANT EXECUTE ON FUNCTION ably.create_token_request(text, jsonb, interval), ably.retry_dead_letters(bigint[]) TO tblowner`);
+  await app(`GRANT EXECUTE ON FUNCTION ably.create_token_request(text, jsonb, interval), ably.retry_dead_letters(bigint[], text, boolean) TO tblowner`);
   await app(`CREATE SCHEMA app; GRANT USAGE ON SCHEMA app TO PUBLIC; GRANT CREATE ON SCHEMA app TO tblowner`);
   await app(`CREATE FUNCTION app.noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`);
   // a superuser's published table

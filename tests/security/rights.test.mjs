@@ -19,7 +19,7 @@ const PUBLISHER_FUNCTIONS = [
 const NOT_PUBLIC = [
   ...PUBLISHER_FUNCTIONS,
   'ably.create_token_request(text,jsonb,interval)',
-  'ably.retry_dead_letters(bigint[])',
+  'ably.retry_dead_letters(bigint[], text, boolean)',
 ];
 
 let s;
