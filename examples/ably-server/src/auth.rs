@@ -23,6 +23,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// `Ok` if this principal may perform `operation` on `channel`, else 40160.
+    pub fn require(&self, channel: &str, operation: &str) -> Result<(), AblyError> {
+        if self.capability.allows(channel, operation) {
+            Ok(())
+        } else {
+            Err(AblyError::capability_denied(format!(
+                "Action not permitted: no {operation} capability on channel \"{channel}\""
+            )))
+        }
+    }
+
     /// The clientId a message or presence member gets: the given one if this
     /// principal may use it, else its own identity. 40012 on a mismatch.
     /// Anonymous key holders and wildcard identities may use any clientId.

@@ -17,16 +17,6 @@ pub struct Prepared {
     pub ids: IdPlan,
 }
 
-pub fn check_capability(principal: &Principal, channel: &str, operation: &str) -> Result<(), AblyError> {
-    if principal.capability.allows(channel, operation) {
-        Ok(())
-    } else {
-        Err(AblyError::capability_denied(format!(
-            "Action not permitted: no {operation} capability on channel \"{channel}\""
-        )))
-    }
-}
-
 /// Applies the rules. `generated_base` names the ids of messages sent without
 /// ids (realtime uses `<connectionId>:<msgSerial>`); `None` picks a random base.
 pub fn prepare(
@@ -37,7 +27,7 @@ pub fn prepare(
     generated_base: Option<String>,
 ) -> Result<Prepared, AblyError> {
     channel_name::validate(channel)?;
-    check_capability(principal, channel, op::PUBLISH)?;
+    principal.require(channel, op::PUBLISH)?;
     if messages.is_empty() {
         return Err(AblyError::invalid_body("A publish must contain at least one message"));
     }

@@ -25,9 +25,13 @@ function binaryPath() {
   return found;
 }
 
-/** Starts the server; resolves to { port, url, stats(), stop(), log() }. */
-export async function startServer(extraArgs = []) {
-  const args = ['--port', '0', '--key', KEY, '--key', `${CHAT_KEY}=${JSON.stringify(CHAT_CAPABILITY)}`, '--log', 'ably_server=debug', ...extraArgs];
+/** Starts the server; resolves to { port, url, pid, stats(), stop(), log() }.
+ *  Debug endpoints are on unless `debugEndpoints: false`. */
+export async function startServer(extraArgs = [], { debugEndpoints = true } = {}) {
+  const args = [
+    '--port', '0', '--key', KEY, '--key', `${CHAT_KEY}=${JSON.stringify(CHAT_CAPABILITY)}`, '--log', 'ably_server=debug',
+    ...(debugEndpoints ? ['--debug-endpoints'] : []), ...extraArgs,
+  ];
   const child = spawn(binaryPath(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
@@ -45,6 +49,7 @@ export async function startServer(extraArgs = []) {
   return {
     url,
     port,
+    pid: child.pid,
     log: () => stderr,
     async stats() {
       const res = await fetch(`${url}/_debug/stats`);
