@@ -1,7 +1,8 @@
 //! The rules every publish passes before it reaches a channel, whether it came
 //! over REST, batch REST or realtime: channel name, publish capability,
-//! clientId, total size (§A6) and message ids (§A5). A publish that passes has
-//! an id on every message; one that fails changes nothing.
+//! message action (only creates: updates, deletes and appends are not
+//! supported), clientId, total size (§A6) and message ids (§A5). A publish
+//! that passes has an id on every message; one that fails changes nothing.
 
 use crate::auth::Principal;
 use crate::capability::op;
@@ -9,6 +10,17 @@ use crate::channel_name;
 use crate::error::AblyError;
 use crate::message::Message;
 use crate::message_id::{self, IdPlan};
+
+/// The publish param Ably's sandbox uses to test NACK handling (RSL1l1).
+pub const FORCE_NACK: &str = "_forceNack";
+
+/// 40099 when the publish params ask for a forced rejection.
+pub fn check_params<'a>(mut names: impl Iterator<Item = &'a String>) -> Result<(), AblyError> {
+    if names.any(|n| n == FORCE_NACK) {
+        return Err(AblyError::new(40099, 400, "Publish rejected as requested by the _forceNack param"));
+    }
+    Ok(())
+}
 
 /// A publish that passed the rules, ready for `Channels::publish`.
 #[derive(Debug, Clone)]
@@ -30,6 +42,11 @@ pub fn prepare(
     principal.require(channel, op::PUBLISH)?;
     if messages.is_empty() {
         return Err(AblyError::invalid_body("A publish must contain at least one message"));
+    }
+    if let Some(action) = messages.iter().filter_map(|m| m.action).find(|a| *a != 0) {
+        return Err(AblyError::bad_request(format!(
+            "Message action {action} (update, delete, append, …) is not supported by this local server; only creates"
+        )));
     }
     for m in &mut messages {
         m.client_id = principal.client_id_for(m.client_id.as_deref())?;
@@ -97,5 +114,9 @@ mod tests {
         let mut m = text("a");
         m.id = Some("a:1".into());
         assert_eq!(prepare("x", vec![text("b"), m], &all, 100, None).unwrap_err().code, 40031);
+        let update = Message { action: Some(1), ..text("u") };
+        assert_eq!(prepare("x", vec![update], &all, 100, None).unwrap_err().code, 40000);
+        let params = ["_forceNack".to_string()];
+        assert_eq!(check_params(params.iter()).unwrap_err().code, 40099);
     }
 }

@@ -15,10 +15,10 @@ mod registry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 pub use acks::{AckLog, Outcome};
 pub use key::{random_text, ConnectionKey};
@@ -61,11 +61,10 @@ pub struct ConnectionState {
     /// `None` while the connection is suspended (dropped, resumable).
     pub transport: Option<Transport>,
     pub epoch: u64,
-    pub suspended_since: Option<Instant>,
     /// Closed or expired: it can never be resumed again.
     pub closed: bool,
     /// When to ask the client for a new token (AUTH), for token auth.
-    pub renew_at: Option<tokio::time::Instant>,
+    pub renew_at: Option<Instant>,
     /// An AUTH was sent for the current token; wait for expiry now.
     pub reauth_requested: bool,
 }

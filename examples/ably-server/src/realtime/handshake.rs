@@ -70,7 +70,6 @@ fn fresh(
         acks: AckLog::default(),
         transport: Some(transport),
         epoch: 0,
-        suspended_since: None,
         closed: false,
         reauth_requested: false,
     };
@@ -121,7 +120,6 @@ fn resume(
     state.reauth_requested = false;
     state.requested_client_id = params.client_id.clone();
     state.echo = params.echo;
-    state.suspended_since = None;
     state.transport = Some(transport);
     let epoch = state.epoch;
     drop(state);

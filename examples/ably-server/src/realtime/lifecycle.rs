@@ -56,7 +56,6 @@ pub fn suspend(app: &Arc<App>, connection: &Arc<Connection>, epoch: u64) {
     }
     state.transport = None;
     state.epoch += 1;
-    state.suspended_since = Some(std::time::Instant::now());
     suspend_attachments(app, &connection.id, &state);
     let suspended = state.epoch;
     drop(state);

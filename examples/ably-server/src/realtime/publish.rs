@@ -44,6 +44,7 @@ impl Session {
         let origin = self.origin(pm.msg_serial);
         let result = channel_name::parse_qualified(&name).and_then(|q| {
             Self::require_mode(state, &name, &q.channel, flag::PUBLISH, op::PUBLISH)?;
+            publish::check_params(pm.params.iter().flat_map(|p| p.keys()))?;
             let prepared = publish::prepare(
                 &q.channel,
                 pm.messages.unwrap_or_default(),

@@ -3,6 +3,7 @@
 //! an empty body, which ably-js cannot parse. A message carrying
 //! `connectionKey` is published on behalf of that realtime connection (TM2h):
 //! it gets the connection's id and clientId, and an unknown key is 40006.
+//! The `_forceNack` publish param is answered with 40099, as Ably's sandbox does.
 
 use std::sync::Arc;
 
@@ -36,14 +37,18 @@ pub async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let reply = Reply::negotiate(&headers, &query_map(q.as_deref()));
-    reply.result(StatusCode::CREATED, handle(&app, &channel, &headers, &body))
-}
-
-fn handle(app: &App, channel: &str, headers: &HeaderMap, body: &[u8]) -> Result<PublishResponse, AblyError> {
-    let principal = authenticate(app, headers)?;
-    let messages: Vec<Message> = decode_body(headers, body)?.into_vec();
-    publish_to(app, &principal, channel, messages)
+    let params = query_map(q.as_deref());
+    let reply = Reply::negotiate(&headers, &params);
+    let result = (|| {
+        let principal = authenticate(&app, &headers)?;
+        publish::check_params(params.keys())?;
+        if params.get("enveloped").is_some_and(|e| e == "false") {
+            return Err(AblyError::bad_request("Unenveloped publishes (enveloped=false) are not supported by this local server"));
+        }
+        let messages: Vec<Message> = decode_body(&headers, &body)?.into_vec();
+        publish_to(&app, &principal, &channel, messages)
+    })();
+    reply.result(StatusCode::CREATED, result)
 }
 
 /// Attributes messages that name a realtime connection to that connection.
