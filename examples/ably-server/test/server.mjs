@@ -94,6 +94,15 @@ export async function eventually(poll, { timeout = 5000, interval = 20 } = {}) {
   }
 }
 
+/** Resolves like `promise`, or rejects after `ms` saying what did not happen. */
+export function within(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** Collects messages delivered to `channel` until one named `until` arrives. */
 export function collectUntil(channel, until) {
   const got = [];
