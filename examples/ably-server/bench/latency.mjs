@@ -1,7 +1,10 @@
 // Publish → subscriber latency of the local server on loopback: a REST publish
 // (ably SDK, msgpack) is timed from just before the call until each realtime
 // subscriber's callback runs. Run with 1 subscriber and with many, to see what
-// fan-out adds. A program that prints figures; it never fails on a time.
+// fan-out adds. All subscribers share this one Node process, so with many SDK
+// clients the later deliveries also wait for Node to decode the earlier ones;
+// the `raw` runs use bare WebSocket subscribers (no SDK) to show the spread
+// the server itself adds. A program that prints figures; it never fails.
 //
 //   node bench/latency.mjs [--bin path] [--messages 500] [--subscribers 1,50]
 //
@@ -43,6 +46,60 @@ const options = (port, extra = {}) => ({
 
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** Bare WebSocket subscribers: arrival time of each MESSAGE frame, no decoding beyond JSON. */
+async function runRaw(port, subscriberCount, messages) {
+  const WebSocket = require('ws');
+  const channelName = `latency-raw-${subscriberCount}-${Date.now()}`;
+  let pending = 0;
+  let release;
+  let first = null;
+  let last = null;
+  const firsts = [];
+  const lasts = [];
+  const sockets = [];
+  for (let i = 0; i < subscriberCount; i++) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/?format=json&v=6&key=${encodeURIComponent(KEY)}`);
+    await new Promise((r) => ws.once('open', r));
+    const attached = new Promise((r) => {
+      ws.on('message', (data) => {
+        const at = performance.now();
+        const pm = JSON.parse(data.toString());
+        if (pm.action === 11) r();
+        if (pm.action !== 15) return;
+        if (first === null) first = at;
+        last = at;
+        pending -= 1;
+        if (pending === 0) release();
+      });
+    });
+    ws.send(JSON.stringify({ action: 10, channel: channelName }));
+    await attached;
+    sockets.push(ws);
+  }
+  const channel = new Ably.Rest(options(port)).channels.get(channelName);
+  for (let i = 0; i < messages + 20; i++) {
+    pending = subscriberCount;
+    first = null;
+    const done = new Promise((r) => { release = r; });
+    const t0 = performance.now();
+    await channel.publish('m', 'x');
+    await done;
+    if (i >= 20) {
+      firsts.push(first - t0);
+      lasts.push(last - t0);
+    }
+  }
+  for (const ws of sockets) ws.close();
+  firsts.sort((a, b) => a - b);
+  lasts.sort((a, b) => a - b);
+  const f = (v) => v.toFixed(2);
+  console.log(
+    `raw ws subscribers=${String(subscriberCount).padStart(3)} messages=${messages}  ` +
+    `first arrival ms p50=${f(percentile(firsts, 50))} p99=${f(percentile(firsts, 99))}  ` +
+    `last arrival ms p50=${f(percentile(lasts, 50))} p99=${f(percentile(lasts, 99))}`,
+  );
 }
 
 async function run(port, subscriberCount, messages) {
@@ -107,6 +164,7 @@ const server = await startServer(bin);
 console.log(`binary: ${bin}`);
 try {
   for (const n of counts) await run(server.port, n, messages);
+  for (const n of counts) await runRaw(server.port, n, messages);
 } finally {
   await server.stop();
 }

@@ -195,10 +195,14 @@ impl TokenStore {
     }
 
     /// Forgets expired tokens, and nonces whose request timestamp is too old
-    /// to pass the timestamp check again.
-    pub fn sweep(&self, now: i64) {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, t| t.expires > now);
-        self.nonces.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, ts| *ts + TIMESTAMP_WINDOW_MS >= now);
+    /// to pass the timestamp check again. Returns how many were forgotten.
+    pub fn sweep(&self, now: i64) -> usize {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let before = tokens.len() + nonces.len();
+        tokens.retain(|_, t| t.expires > now);
+        nonces.retain(|_, ts| *ts + TIMESTAMP_WINDOW_MS >= now);
+        before - tokens.len() - nonces.len()
     }
 
     /// (tokens, nonces) remembered now.

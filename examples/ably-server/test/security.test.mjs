@@ -50,6 +50,23 @@ describe('token requests authenticated with a token', () => {
     assert.deepEqual([plain.status, plain.body.clientId, plain.body.capability], [200, 'alice', '{"chat:*":["subscribe"]}']);
     assert.ok(plain.body.expires <= parent.expires);
   });
+
+  it('logs no key secret, token or connection key, even at debug level', async () => {
+    const keyRest = new Ably.Rest(clientOptions(server));
+    const token = await keyRest.auth.requestToken({ clientId: 'lou' });
+    const { key, ...opts } = clientOptions(server, { token: token.token, clientId: 'lou' });
+    const rt = realtime(opts);
+    await rt.connection.once('connected');
+    const connectionKey = rt.connection.key;
+    await fetch(`${server.url}/_debug/connections/${rt.connection.id}/drop`, { method: 'POST' });
+    await eventually(() => rt.connection.state === 'connected' && rt.connection.key !== connectionKey);
+    await rt.channels.get(uniqueChannel('log')).publish('x', 'y');
+    const log = server.log();
+    assert.match(log, /connection resumed/);
+    for (const secret of [KEY.split(':')[1], token.token, connectionKey.split('!')[0], rt.connection.key.split('!')[0]]) {
+      assert.ok(!log.includes(secret), `the log contains a secret (${secret.length} characters)`);
+    }
+  });
 });
 
 describe('debug endpoints', () => {

@@ -168,6 +168,10 @@ impl Channel {
                 return Err(AblyError::channel_rate_exceeded(limit));
             }
         }
+        if self.history.capacity() == 0 {
+            // Most channels hold a message or two: start exact, not at VecDeque's minimum of four.
+            self.history.reserve_exact(prepared.messages.len());
+        }
         let mut delivered = Vec::with_capacity(prepared.messages.len());
         let mut serials = Vec::with_capacity(prepared.messages.len());
         for mut m in prepared.messages {
