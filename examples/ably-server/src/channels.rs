@@ -21,6 +21,17 @@ struct Registry {
 }
 
 impl Registry {
+    /// Gives back table space after a wave of channels went: a hash map
+    /// keeps its largest size otherwise, with every channel's slot in it.
+    fn shrink(&mut self) {
+        if self.channels.capacity() > 1024 && self.channels.len() < self.channels.capacity() / 4 {
+            self.channels.shrink_to(self.channels.len() * 2);
+        }
+        if self.due.capacity() > 1024 && self.due.len() < self.due.capacity() / 4 {
+            self.due.shrink_to(self.due.len() * 2);
+        }
+    }
+
     /// Queues `name` for the sweeper if nobody holds it and it is not queued.
     fn schedule(&mut self, name: &str, now: Instant) {
         let Some(channel) = self.channels.get_mut(name) else { return };
@@ -94,6 +105,9 @@ impl Channels {
             } else {
                 registry.schedule(&name, now);
             }
+        }
+        if freed > 0 {
+            registry.shrink();
         }
         freed
     }

@@ -144,3 +144,67 @@ impl Channel {
         self.subscribers.insert(connection_id, name, updated);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::channel::{ChannelLimits, Origin};
+    use crate::message::Message;
+    use crate::message_id::IdPlan;
+    use crate::outbound::Outbound;
+    use crate::publish::Prepared;
+
+    fn channel() -> Channel {
+        let limits = ChannelLimits { history: 3, history_ttl: Duration::from_secs(60), rate_per_second: None };
+        let mut c = Channel::new("ch", limits, Arc::new(AtomicU64::new(0)));
+        for i in 1..=5 {
+            let m = Message { name: Some(format!("m{i}")), id: Some(format!("x{i}:0")), ..Default::default() };
+            let prepared = Prepared { messages: vec![m], ids: IdPlan::Generated { base: format!("x{i}") } };
+            c.publish(prepared, &Origin::default(), 0).unwrap();
+        }
+        c
+    }
+
+    /// Attaches and returns (ATTACHED flags, error code, names of the messages that followed).
+    fn attach(c: &mut Channel, start: Start) -> (i64, Option<u32>, Vec<String>) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let subscriber = Subscriber { tx: Some(tx), modes: flag::SUBSCRIBE, echo: true };
+        c.attach(Attach { connection_id: "conn", name: "ch", subscriber, start, params: BTreeMap::new() });
+        let mut frames = Vec::new();
+        while let Ok(Outbound::Frame(f)) = rx.try_recv() {
+            frames.push(f.message.clone());
+        }
+        let attached = frames.remove(0);
+        let names = frames.iter().flat_map(|f| f.messages.iter().flatten()).filter_map(|m| m.name.clone()).collect();
+        (attached.flags.unwrap_or(0), attached.error.map(|e| e.code), names)
+    }
+
+    #[test]
+    fn a_resume_replays_what_followed_its_serial_while_history_still_has_it() {
+        let mut c = channel();
+        let (flags, error, names) = attach(&mut c, Start::After(3));
+        assert_eq!(flags & (flag::RESUMED | flag::HAS_BACKLOG), flag::RESUMED | flag::HAS_BACKLOG);
+        assert_eq!((error, names), (None, vec!["m4".to_string(), "m5".to_string()]));
+        // Messages 2..5 followed serial 1, but only 3..5 are still kept (limit 3).
+        let (flags, error, names) = attach(&mut c, Start::After(1));
+        assert_eq!((flags & flag::RESUMED, error, names.len()), (0, Some(80006), 0));
+        let (flags, error, _) = attach(&mut c, Start::After(99));
+        assert_eq!((flags & flag::RESUMED, error), (0, Some(80012)));
+    }
+
+    #[test]
+    fn a_rewind_sends_the_last_messages_before_live_ones() {
+        let mut c = channel();
+        let (flags, error, names) = attach(&mut c, Start::Rewind(Rewind::Count(2)));
+        assert_eq!((flags & (flag::RESUMED | flag::HAS_BACKLOG), error), (flag::HAS_BACKLOG, None));
+        assert_eq!(names, ["m4", "m5"]);
+        let (flags, _, names) = attach(&mut c, Start::Now);
+        assert_eq!((flags & flag::RESUMED, names.len()), (flag::RESUMED, 0), "re-attach of a live attachment");
+    }
+}

@@ -33,6 +33,10 @@ impl Session {
             Err(e) => return self.channel_error(&name, e),
         };
         if !state.principal.capability.allows_any(&channel) {
+            // A resume may have brought a narrower token: the old attachment ends too.
+            if state.attachments.remove(&name).is_some() {
+                self.app.channels.with(&channel, |c| c.detach(self.id(), &name, now_ms()));
+            }
             let e = AblyError::capability_denied(format!(
                 "Channel denied access based on given capability (channel \"{channel}\")"
             ));
