@@ -55,17 +55,19 @@ impl App {
     /// Frees expired tokens and nonces and idle channels, forever.
     pub async fn sweep_forever(self: Arc<App>) {
         let mut every = tokio::time::interval(SWEEP_EVERY);
+        let mut freed_since_return = 0;
         loop {
             every.tick().await;
-            let freed = self.tokens.sweep(now_ms()) + self.channels.sweep(Instant::now());
-            if freed >= RETURN_MEMORY_AFTER {
+            freed_since_return += self.tokens.sweep(now_ms()) + self.channels.sweep(Instant::now());
+            if freed_since_return >= RETURN_MEMORY_AFTER {
                 return_free_memory();
+                freed_since_return = 0;
             }
         }
     }
 }
 
-/// Freeing this many objects in one sweep is worth giving the memory back.
+/// Once this many objects were freed, the memory is worth giving back.
 const RETURN_MEMORY_AFTER: usize = 1000;
 
 /// Hands freed heap pages back to the OS. glibc keeps them otherwise, so the

@@ -178,9 +178,9 @@ describe('memory', () => {
     }
     ws.close();
     const keyRest = new Ably.Rest(clientOptions(server));
-    await inParallel(Array.from({ length: 300 }), 8, () => keyRest.auth.requestToken({ ttl: 500 }));
-    assert.ok((await server.stats()).tokens >= 300);
-    await eventually(async () => (await server.stats()).tokens === 0, { timeout: 10_000 });
+    await inParallel(Array.from({ length: 300 }), 8, () => keyRest.auth.requestToken({ ttl: 3000 }));
+    assert.ok((await server.stats()).tokens > 0, 'live tokens are held');
+    await eventually(async () => (await server.stats()).tokens === 0, { timeout: 15_000 });
 
     if (samples[0] !== null) {
       // Each round stored 1000 × 24 KiB ≈ 24 MiB; kept, two rounds would add 48 MiB.
