@@ -173,14 +173,19 @@ describe('memory', () => {
         ws.send(JSON.stringify({ action: 10, channel: `${n}-rt` }));
         ws.send(JSON.stringify({ action: 12, channel: `${n}-rt` }));
       });
-      await eventually(async () => (await server.stats()).channels === 0, { timeout: 15_000 });
+      const last = names.at(-1);
+      await eventually(async () => {
+        const res = await fetch(`${server.url}/channels/${last}/messages`, { headers: auth });
+        return (await res.json()).length === 0;
+      }, { timeout: 15_000, what: 'the round\'s messages leaving history' });
+      await eventually(async () => (await server.stats()).channels === 0, { timeout: 15_000, what: 'no channel held' });
       samples.push(rss());
     }
     ws.close();
     const keyRest = new Ably.Rest(clientOptions(server));
     await inParallel(Array.from({ length: 300 }), 8, () => keyRest.auth.requestToken({ ttl: 3000 }));
     assert.ok((await server.stats()).tokens > 0, 'live tokens are held');
-    await eventually(async () => (await server.stats()).tokens === 0, { timeout: 15_000 });
+    await eventually(async () => (await server.stats()).tokens === 0, { timeout: 15_000, what: 'no token held' });
 
     if (samples[0] !== null) {
       // Each round stored 1000 × 24 KiB ≈ 24 MiB; kept, two rounds would add 48 MiB.

@@ -84,12 +84,12 @@ export const PROTOCOLS = [
 ];
 
 /** Resolves with the first value `poll()` returns that is truthy. */
-export async function eventually(poll, { timeout = 5000, interval = 20 } = {}) {
+export async function eventually(poll, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout;
   for (;;) {
     const v = await poll();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline) throw new Error(`${what} not met in time`);
     await new Promise((r) => setTimeout(r, interval));
   }
 }
