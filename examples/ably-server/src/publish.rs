@@ -50,6 +50,8 @@ pub fn prepare(
     }
     for m in &mut messages {
         m.client_id = principal.client_id_for(m.client_id.as_deref())?;
+        // Used up by a REST publish on behalf of a connection; never stored.
+        m.connection_key = None;
     }
     let size: usize = messages.iter().map(Message::size).sum();
     if size > max_message_size {
