@@ -29,7 +29,8 @@ export const now = () => performance.timeOrigin + performance.now();
 /** Starts a private stack with the release ably-server; see scripts/stack.mjs. */
 export async function benchStack(settings = {}) {
   process.env.ABLY_SERVER_BIN ??= join(ROOT, 'target', 'release', 'ably-server');
-  const s = await startStack({ settings: { ...BENCH_SETTINGS, ...settings } });
+  // The benchmark reads the server's counters at /_debug/stats.
+  const s = await startStack({ settings: { ...BENCH_SETTINGS, ...settings }, serverArgs: ['--debug-endpoints'] });
   const pool = new pg.Pool({ connectionString: s.cluster.url, max: 4 });
   pool.on('error', () => {});
   const scripts = mkdtempSync(join(tmpdir(), 'ablypg-bench-'));

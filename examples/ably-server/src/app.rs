@@ -1,18 +1,19 @@
 //! The state shared by every REST handler and realtime connection: keys,
-//! issued tokens, channels, fixed settings and counters.
+//! issued tokens, channels, connections, fixed settings and counters, plus
+//! the sweeper that frees what has expired.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::auth::Authenticator;
 use crate::channels::Channels;
+use crate::connection::Connections;
 use crate::keys::KeyStore;
-use crate::realtime::protocol::Outbound;
+use crate::stats::{Gauges, Stats};
 use crate::token::TokenStore;
+
+/// How often expired tokens, nonces and idle channels are freed.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -24,67 +25,64 @@ pub struct Settings {
     pub max_frame_size: usize,
     pub require_tls_for_basic: bool,
     pub server_id: String,
-}
-
-/// Counters served at `GET /_debug/stats` (local-server only), so tests can
-/// see e.g. how often a client tried to connect.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub connection_attempts: AtomicU64,
-    pub connections_opened: AtomicU64,
-    pub connections_closed: AtomicU64,
-    pub rest_publishes: AtomicU64,
-    pub messages_stored: AtomicU64,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatsSnapshot {
-    pub connection_attempts: u64,
-    pub connections_opened: u64,
-    pub connections_open: u64,
-    pub rest_publishes: u64,
-    pub messages_stored: u64,
-}
-
-impl Stats {
-    pub fn bump(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let opened = get(&self.connections_opened);
-        StatsSnapshot {
-            connection_attempts: get(&self.connection_attempts),
-            connections_opened: opened,
-            connections_open: opened.saturating_sub(get(&self.connections_closed)),
-            rest_publishes: get(&self.rest_publishes),
-            messages_stored: get(&self.messages_stored),
-        }
-    }
+    /// How long a dropped connection stays resumable.
+    pub connection_state_ttl: Duration,
+    /// How long a dropped connection's presence members stay.
+    pub presence_leave_delay: Duration,
+    pub debug_endpoints: bool,
 }
 
 pub struct App {
     pub keys: KeyStore,
     pub tokens: TokenStore,
     pub channels: Channels,
+    pub connections: Connections,
     pub settings: Settings,
     pub stats: Stats,
-    /// Live realtime connections by connectionId, so the local-only debug
-    /// endpoint can drop one to simulate a network blip.
-    pub connections: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Outbound>>>,
 }
 
 impl App {
-    /// Closes a live connection's socket without any protocol goodbye, as a
-    /// network failure would. Returns whether it existed.
-    pub fn drop_connection(&self, connection_id: &str) -> bool {
-        let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        connections.get(connection_id).is_some_and(|tx| tx.send(Outbound::Close).is_ok())
-    }
-
     pub fn authenticator(&self) -> Authenticator<'_> {
         Authenticator { keys: &self.keys, tokens: &self.tokens }
     }
+
+    pub fn gauges(&self) -> Gauges {
+        let (_, connections_suspended) = self.connections.counts();
+        let (tokens, nonces) = self.tokens.len();
+        Gauges { channels: self.channels.len(), tokens, nonces, connections_suspended }
+    }
+
+    /// Frees expired tokens and nonces and idle channels, forever.
+    pub async fn sweep_forever(self: Arc<App>) {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        let mut freed_since_return = 0;
+        loop {
+            every.tick().await;
+            freed_since_return += self.tokens.sweep(now_ms()) + self.channels.sweep(Instant::now());
+            if freed_since_return >= RETURN_MEMORY_AFTER {
+                return_free_memory();
+                freed_since_return = 0;
+            }
+        }
+    }
 }
+
+/// Once this many objects were freed, the memory is worth giving back.
+const RETURN_MEMORY_AFTER: usize = 1000;
+
+/// Hands freed heap pages back to the OS. glibc keeps them otherwise, so the
+/// resident size of a server that once held many channels would never drop,
+/// although the memory is free for reuse.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_free_memory() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_free_memory() {}

@@ -23,6 +23,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// `Ok` if this principal may perform `operation` on `channel`, else 40160.
+    pub fn require(&self, channel: &str, operation: &str) -> Result<(), AblyError> {
+        if self.capability.allows(channel, operation) {
+            Ok(())
+        } else {
+            Err(AblyError::capability_denied(format!(
+                "Action not permitted: no {operation} capability on channel \"{channel}\""
+            )))
+        }
+    }
+
     /// The clientId a message or presence member gets: the given one if this
     /// principal may use it, else its own identity. 40012 on a mismatch.
     /// Anonymous key holders and wildcard identities may use any clientId.
@@ -72,6 +83,22 @@ pub enum Surface {
     Realtime,
 }
 
+/// Is `token` a JWT (`header.payload.signature`, header naming an `alg`)?
+/// This server issues only Ably tokens; a JWT is refused by name (40144)
+/// rather than reported as an unknown token.
+fn is_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, payload, signature] = parts.as_slice() else { return false };
+    if payload.is_empty() || signature.is_empty() {
+        return false;
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .is_some_and(|h| h.get("alg").is_some())
+}
+
 pub struct Authenticator<'a> {
     pub keys: &'a KeyStore,
     pub tokens: &'a TokenStore,
@@ -90,6 +117,9 @@ impl Authenticator<'_> {
     }
 
     pub fn with_token(&self, token: &str, now: i64, surface: Surface) -> Result<Principal, AblyError> {
+        if is_jwt(token) {
+            return Err(AblyError::new(40144, 401, "JWTs are not supported by this local server; use Ably tokens"));
+        }
         match self.tokens.lookup(token, now) {
             Ok(t) => Ok(Principal {
                 key_name: t.key_name,
@@ -123,7 +153,7 @@ impl Authenticator<'_> {
             // ably-js base64s every token; a raw token (e.g. a JWT) is accepted too.
             let decoded = b64.decode(value).ok().and_then(|b| String::from_utf8(b).ok());
             match decoded {
-                Some(token) if !matches!(self.tokens.lookup(&token, now), Err(TokenProblem::Unknown)) => {
+                Some(token) if is_jwt(&token) || !matches!(self.tokens.lookup(&token, now), Err(TokenProblem::Unknown)) => {
                     self.with_token(&token, now, Surface::Rest)
                 }
                 _ => self.with_token(value, now, Surface::Rest),
@@ -207,5 +237,10 @@ mod tests {
         let e = auth.with_authorization(Some("Bearer bm9wZQ=="), 10).unwrap_err();
         assert_eq!(e.code, 40101);
         assert_eq!(auth.with_token("nope", 10, Surface::Realtime).unwrap_err().code, 40143);
+        let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ4IjoxfQ.c2ln";
+        assert_eq!(auth.with_token(jwt, 10, Surface::Realtime).unwrap_err().code, 40144);
+        let e = auth.with_authorization(Some(&format!("Bearer {}", b64(jwt))), 10).unwrap_err();
+        assert_eq!(e.code, 40144);
+        assert!(!is_jwt(&d.token), "our own tokens are not JWTs");
     }
 }

@@ -1,7 +1,9 @@
 //! Capabilities: which operations a key or token may perform on which channels.
 //! Resources are `*` (every channel), `prefix*` such as `ns:*` (every channel
 //! starting with `prefix`) or an exact channel name; the operation `*` means
-//! every operation. Canonical text has sorted resources and sorted operations.
+//! every operation and stands alone. Operation names are Ably's; an unknown
+//! one is refused (400), as Ably does. Canonical text has sorted resources and
+//! sorted operations.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +14,28 @@ pub mod op {
     pub const SUBSCRIBE: &str = "subscribe";
     pub const PRESENCE: &str = "presence";
     pub const HISTORY: &str = "history";
+
+    /// Every operation Ably knows (ably-js `capabilityOp`), plus `*`.
+    pub const KNOWN: [&str; 18] = [
+        "*",
+        PUBLISH,
+        SUBSCRIBE,
+        PRESENCE,
+        HISTORY,
+        "object-subscribe",
+        "object-publish",
+        "annotation-subscribe",
+        "annotation-publish",
+        "message-update-any",
+        "message-update-own",
+        "message-delete-any",
+        "message-delete-own",
+        "stats",
+        "channel-metadata",
+        "push-subscribe",
+        "push-admin",
+        "privileged-headers",
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +82,17 @@ impl Capability {
                 .ok_or_else(|| invalid("each resource must map to an array of operations"))?;
             let mut set = BTreeSet::new();
             for op in ops {
-                set.insert(op.as_str().ok_or_else(|| invalid("operations must be strings"))?.to_string());
+                let op = op.as_str().ok_or_else(|| invalid("operations must be strings"))?;
+                if !op::KNOWN.contains(&op) {
+                    return Err(invalid(&format!("unknown operation \"{op}\"")));
+                }
+                set.insert(op.to_string());
             }
             if set.is_empty() {
                 return Err(invalid("empty operation list"));
+            }
+            if set.len() > 1 && set.contains("*") {
+                return Err(invalid("\"*\" must be the only operation of a resource"));
             }
             map.insert(resource.clone(), set);
         }
@@ -134,8 +165,8 @@ mod tests {
 
     #[test]
     fn canonical_text_is_sorted_without_whitespace() {
-        let c = Capability::parse(r#"{ "b": ["subscribe", "publish"], "a": ["*"] }"#).unwrap();
-        assert_eq!(c.canonical(), r#"{"a":["*"],"b":["publish","subscribe"]}"#);
+        let c = Capability::parse(r#"{ "b": ["subscribe", "publish"], "a": ["*"], "c": ["channel-metadata"] }"#).unwrap();
+        assert_eq!(c.canonical(), r#"{"a":["*"],"b":["publish","subscribe"],"c":["channel-metadata"]}"#);
     }
 
     #[test]
@@ -157,7 +188,16 @@ mod tests {
 
     #[test]
     fn invalid_capabilities_are_rejected() {
-        for bad in ["", "[]", "{}", r#"{"a":"publish"}"#, r#"{"a":[]}"#, r#"{"a":[1]}"#] {
+        for bad in [
+            "",
+            "[]",
+            "{}",
+            r#"{"a":"publish"}"#,
+            r#"{"a":[]}"#,
+            r#"{"a":[1]}"#,
+            r#"{"channel0":["publish_"]}"#,
+            r#"{"channel0":["*","publish"]}"#,
+        ] {
             assert_eq!(Capability::parse(bad).unwrap_err().code, 40003, "{bad}");
         }
     }

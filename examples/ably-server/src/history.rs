@@ -1,7 +1,9 @@
 //! History queries over a channel's stored messages: `start`/`end` (inclusive
-//! ms), `limit` (default 100, at most 1000), `direction` and the page cursor,
-//! plus the `Link` header ably-js follows. Link URLs are relative
-//! (`./messages?…`) and fully percent-encoded so they never contain a raw comma.
+//! ms), `limit` (default 100, at most 1000), `direction`, the page cursor and
+//! the attach serial of `untilAttach` (`from_serial` as ably-js 2.28 sends it,
+//! `fromSerial` as the spec spells it), plus the `Link` header ably-js
+//! follows. Link URLs are relative (`./messages?…`) and fully percent-encoded
+//! so they never contain a raw comma.
 
 use std::collections::HashMap;
 
@@ -32,7 +34,8 @@ pub struct HistoryQuery {
     pub direction: Direction,
     /// Sequence number the page starts at (inclusive), from a `next` link.
     pub cursor: Option<u64>,
-    /// `fromSerial` (realtime `untilAttach`): nothing after this sequence.
+    /// `from_serial` / `fromSerial` (realtime `untilAttach`): nothing after
+    /// this sequence.
     pub until_seq: Option<u64>,
 }
 
@@ -69,7 +72,10 @@ impl HistoryQuery {
             limit,
             direction,
             cursor: parse_num(params, "cursor")?,
-            until_seq: parse_num(params, "fromSerial")?,
+            until_seq: match parse_num(params, "from_serial")? {
+                Some(seq) => Some(seq),
+                None => parse_num(params, "fromSerial")?,
+            },
         };
         if let (Some(s), Some(e)) = (query.start, query.end) {
             if s > e {
@@ -189,6 +195,9 @@ mod tests {
         assert_eq!(q.page(items.iter()).0, vec![&4, &3, &2]);
         let q = HistoryQuery::parse(&params(&[("fromSerial", "2")])).unwrap();
         assert_eq!(q.page(items.iter()).0, vec![&2, &1]);
+        // ably-js 2.28 spells it from_serial, with the zero-padded channelSerial.
+        let q = HistoryQuery::parse(&params(&[("from_serial", "0000000000000003")])).unwrap();
+        assert_eq!(q.page(items.iter()).0, vec![&3, &2, &1]);
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct IdempotencyWindow {
 }
 
 impl IdempotencyWindow {
-    fn expire(&mut self, now: Instant) {
+    /// Forgets keys older than the window.
+    pub fn expire(&mut self, now: Instant) {
         while let Some((at, _)) = self.order.front() {
             if now.duration_since(*at) < WINDOW {
                 break;
@@ -36,6 +37,15 @@ impl IdempotencyWindow {
     pub fn lookup(&mut self, key: &str, now: Instant) -> Option<Recorded> {
         self.expire(now);
         self.seen.get(key).cloned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// When the oldest remembered key is forgotten.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.order.front().map(|(at, _)| *at + WINDOW)
     }
 
     pub fn record(&mut self, key: &str, result: Recorded, now: Instant) {

@@ -8,35 +8,44 @@ mod auth;
 mod capability;
 mod channel;
 mod channel_name;
+mod channel_params;
 mod channels;
 mod config;
+mod connection;
 mod error;
 mod format;
 mod history;
+mod http;
 mod idempotency;
 mod keys;
 mod lenient;
 mod message;
 mod message_id;
+mod outbound;
 mod presence;
+mod protocol;
 mod publish;
 mod rate_limit;
 mod realtime;
 mod rest;
+mod routes;
+mod stats;
 mod token;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{App, Settings, Stats};
+use crate::app::{App, Settings};
 use crate::channel::ChannelLimits;
 use crate::channels::Channels;
 use crate::config::Config;
 use crate::keys::KeyStore;
+use crate::stats::Stats;
 use crate::token::TokenStore;
 
 const MAX_FRAME_SIZE: usize = 524_288;
@@ -59,17 +68,22 @@ async fn main() -> anyhow::Result<()> {
         tokens: TokenStore::default(),
         channels: Channels::new(ChannelLimits {
             history: config.history_limit.max(1),
+            history_ttl: config.history_ttl(),
             rate_per_second: config.channel_rate_limit,
         }),
+        connections: Default::default(),
         settings: Settings {
             max_message_size: config.max_message_size,
             max_frame_size: MAX_FRAME_SIZE.max(config.max_message_size),
             require_tls_for_basic: config.require_tls_for_basic,
             server_id: format!("ably-server-{}", std::process::id()),
+            connection_state_ttl: config.connection_state_ttl(),
+            presence_leave_delay: config.presence_leave_delay(),
+            debug_endpoints: config.debug_endpoints,
         },
         stats: Stats::default(),
-        connections: Default::default(),
     });
+    tokio::spawn(app.clone().sweep_forever());
 
     // `localhost` means both loopbacks: Node may resolve it to ::1 first.
     let (bind_host, also_v6) = match config.host.as_str() {
@@ -80,13 +94,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let addr = listener.local_addr().context("listener has no local address")?;
-    let router = rest::router(app);
+    let router = routes::router(app);
     if also_v6 {
         match tokio::net::TcpListener::bind(("::1", addr.port())).await {
             Ok(v6) => {
                 let router = router.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = axum::serve(v6, router).await {
+                    if let Err(e) = axum::serve(v6.tap_io(no_delay), router).await {
                         tracing::warn!(error = %e, "ipv6 listener stopped");
                     }
                 });
@@ -95,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let key_names: Vec<&str> = config.keys.iter().map(|k| k.name.as_str()).collect();
-    tracing::info!(%addr, keys = ?key_names, "ably-server ready");
+    tracing::info!(%addr, keys = ?key_names, debug_endpoints = config.debug_endpoints, "ably-server ready");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "ably-server listening on http://{addr}").context("cannot write the ready line")?;
@@ -103,10 +117,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     tokio::select! {
-        result = axum::serve(listener, router) => result.context("server stopped")?,
+        result = axum::serve(listener.tap_io(no_delay), router) => result.context("server stopped")?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// Small frames (ACKs, single messages) leave at once instead of waiting
+/// for Nagle's algorithm to coalesce them: latency over throughput.
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+    }
 }
 
 async fn shutdown_signal() {

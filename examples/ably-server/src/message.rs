@@ -116,6 +116,10 @@ pub struct Message {
     /// Assigned by the server; ignored on input.
     #[serde(skip_deserializing)]
     pub serial: Option<String>,
+    /// A REST publish on behalf of a realtime connection (TM2h) names it by
+    /// its key here. Consumed by the publish; never stored or sent on.
+    #[serde(default)]
+    pub connection_key: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,7 @@
 //! The presence set of one channel: the members currently entered, keyed by
 //! (connectionId, clientId). Members are stored with action PRESENT, the form
-//! SYNC and REST `presence.get` report them in.
+//! SYNC and REST `presence.get` report them in, and keep the id of the event
+//! that made them so, which lets a re-entry after a resume be recognised.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +33,14 @@ impl PresenceSet {
             member.action = Some(presence_action::PRESENT);
             self.members.insert(key, member);
         }
+    }
+
+    /// Is `id` the event that made (connection, client) the member it is now?
+    /// ably-js re-sends a member's own ENTER, with its id, after a resume.
+    pub fn is_current(&self, connection_id: &str, client_id: &str, id: &str) -> bool {
+        self.members
+            .get(&(connection_id.to_string(), client_id.to_string()))
+            .is_some_and(|m| m.id.as_deref() == Some(id))
     }
 
     pub fn members(&self) -> Vec<PresenceMessage> {
@@ -76,6 +85,7 @@ mod tests {
         set.apply(&mut leave);
         assert_eq!(leave.data, Some(crate::message::Data::String("busy".into())));
         assert_eq!(set.members().len(), 2);
+        assert!(!set.is_current("c1", "alice", "x"));
         let gone = set.remove_connection("c1");
         assert_eq!(gone.len(), 2);
         assert!(set.is_empty());

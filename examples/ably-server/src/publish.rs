@@ -1,7 +1,8 @@
 //! The rules every publish passes before it reaches a channel, whether it came
 //! over REST, batch REST or realtime: channel name, publish capability,
-//! clientId, total size (§A6) and message ids (§A5). A publish that passes has
-//! an id on every message; one that fails changes nothing.
+//! message action (only creates: updates, deletes and appends are not
+//! supported), clientId, total size (§A6) and message ids (§A5). A publish
+//! that passes has an id on every message; one that fails changes nothing.
 
 use crate::auth::Principal;
 use crate::capability::op;
@@ -10,21 +11,22 @@ use crate::error::AblyError;
 use crate::message::Message;
 use crate::message_id::{self, IdPlan};
 
+/// The publish param Ably's sandbox uses to test NACK handling (RSL1l1).
+pub const FORCE_NACK: &str = "_forceNack";
+
+/// 40099 when the publish params ask for a forced rejection.
+pub fn check_params<'a>(mut names: impl Iterator<Item = &'a String>) -> Result<(), AblyError> {
+    if names.any(|n| n == FORCE_NACK) {
+        return Err(AblyError::new(40099, 400, "Publish rejected as requested by the _forceNack param"));
+    }
+    Ok(())
+}
+
 /// A publish that passed the rules, ready for `Channels::publish`.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub messages: Vec<Message>,
     pub ids: IdPlan,
-}
-
-pub fn check_capability(principal: &Principal, channel: &str, operation: &str) -> Result<(), AblyError> {
-    if principal.capability.allows(channel, operation) {
-        Ok(())
-    } else {
-        Err(AblyError::capability_denied(format!(
-            "Action not permitted: no {operation} capability on channel \"{channel}\""
-        )))
-    }
 }
 
 /// Applies the rules. `generated_base` names the ids of messages sent without
@@ -37,12 +39,19 @@ pub fn prepare(
     generated_base: Option<String>,
 ) -> Result<Prepared, AblyError> {
     channel_name::validate(channel)?;
-    check_capability(principal, channel, op::PUBLISH)?;
+    principal.require(channel, op::PUBLISH)?;
     if messages.is_empty() {
         return Err(AblyError::invalid_body("A publish must contain at least one message"));
     }
+    if let Some(action) = messages.iter().filter_map(|m| m.action).find(|a| *a != 0) {
+        return Err(AblyError::bad_request(format!(
+            "Message action {action} (update, delete, append, …) is not supported by this local server; only creates"
+        )));
+    }
     for m in &mut messages {
         m.client_id = principal.client_id_for(m.client_id.as_deref())?;
+        // Used up by a REST publish on behalf of a connection; never stored.
+        m.connection_key = None;
     }
     let size: usize = messages.iter().map(Message::size).sum();
     if size > max_message_size {
@@ -107,5 +116,9 @@ mod tests {
         let mut m = text("a");
         m.id = Some("a:1".into());
         assert_eq!(prepare("x", vec![text("b"), m], &all, 100, None).unwrap_err().code, 40031);
+        let update = Message { action: Some(1), ..text("u") };
+        assert_eq!(prepare("x", vec![update], &all, 100, None).unwrap_err().code, 40000);
+        let params = ["_forceNack".to_string()];
+        assert_eq!(check_params(params.iter()).unwrap_err().code, 40099);
     }
 }

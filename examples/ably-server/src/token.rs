@@ -1,6 +1,9 @@
 //! Ably tokens: verifying TokenRequests (HMAC-SHA256 over the canonical sign
 //! text of §A10), issuing TokenDetails and looking tokens up later. A token's
-//! capability is always a subset of its key's; tokens live until they expire.
+//! capability is always a subset of its key's. Tokens are forgotten when they
+//! expire and nonces when a replay could no longer pass the timestamp check,
+//! so memory follows what is live; a token's text carries its expiry, so a
+//! forgotten token is still answered "expired" (40142), never "unknown".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -109,10 +112,16 @@ pub enum TokenProblem {
     Expired,
 }
 
-fn random_token() -> String {
+/// Random text, then `.` and the expiry in ms.
+fn new_token(expires: i64) -> String {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    format!("{}.{expires}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The expiry a token's text names, if it is one of ours.
+fn expiry_of(token: &str) -> Option<i64> {
+    token.rsplit_once('.').and_then(|(_, ms)| ms.parse().ok())
 }
 
 impl TokenStore {
@@ -145,7 +154,6 @@ impl TokenStore {
                 .filter(|n| n.len() >= 16)
                 .ok_or_else(|| AblyError::invalid_parameter("Token request nonce must be at least 16 characters"))?;
             let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-            nonces.retain(|_, ts| (now - *ts).abs() <= 2 * TIMESTAMP_WINDOW_MS);
             if nonces.insert(format!("{}\n{nonce}", key.name), timestamp).is_some() {
                 return Err(AblyError::nonce_reused());
             }
@@ -164,7 +172,7 @@ impl TokenStore {
         };
         let client_id = req.client_id.clone().filter(|c| !c.is_empty());
         let details = TokenDetails {
-            token: random_token(),
+            token: new_token(now + ttl),
             key_name: key.name.clone(),
             issued: now,
             expires: now + ttl,
@@ -172,19 +180,35 @@ impl TokenStore {
             client_id: client_id.clone(),
         };
         let issued = IssuedToken { key_name: key.name.clone(), capability, client_id, expires: details.expires };
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.retain(|_, t| t.expires > now - MAX_TTL_MS);
-        tokens.insert(details.token.clone(), issued);
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(details.token.clone(), issued);
         Ok(details)
     }
 
     pub fn lookup(&self, token: &str, now: i64) -> Result<IssuedToken, TokenProblem> {
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         match tokens.get(token) {
+            Some(t) if t.expires > now => Ok(t.clone()),
+            Some(_) => Err(TokenProblem::Expired),
+            None if expiry_of(token).is_some_and(|e| e <= now) => Err(TokenProblem::Expired),
             None => Err(TokenProblem::Unknown),
-            Some(t) if t.expires <= now => Err(TokenProblem::Expired),
-            Some(t) => Ok(t.clone()),
         }
+    }
+
+    /// Forgets expired tokens, and nonces whose request timestamp is too old
+    /// to pass the timestamp check again. Returns how many were forgotten.
+    pub fn sweep(&self, now: i64) -> usize {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let before = tokens.len() + nonces.len();
+        tokens.retain(|_, t| t.expires > now);
+        nonces.retain(|_, ts| *ts + TIMESTAMP_WINDOW_MS >= now);
+        before - tokens.len() - nonces.len()
+    }
+
+    /// (tokens, nonces) remembered now.
+    pub fn len(&self) -> (usize, usize) {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).len();
+        (tokens, self.nonces.lock().unwrap_or_else(|p| p.into_inner()).len())
     }
 }
 
@@ -238,6 +262,25 @@ mod tests {
         assert_eq!(store.lookup("nope", TS).unwrap_err(), TokenProblem::Unknown);
         // Same nonce again: replay.
         assert_eq!(store.issue(&key(), &r, TS + 1000).unwrap_err().code, 40105);
+    }
+
+    #[test]
+    fn expired_tokens_and_stale_nonces_are_forgotten() {
+        let store = TokenStore::default();
+        let mut r = req(Some(1000), None, None);
+        r.mac = Some(mac("keySecret", &r.sign_text()));
+        let d = store.issue(&key(), &r, TS).unwrap();
+        assert_eq!(store.len(), (1, 1));
+        store.sweep(TS + 999);
+        assert_eq!(store.len(), (1, 1));
+        store.sweep(TS + 1000);
+        assert_eq!(store.len(), (0, 1), "the token is gone at expiry");
+        assert_eq!(store.lookup(&d.token, TS + 1000).unwrap_err(), TokenProblem::Expired, "still told apart");
+        // The nonce is kept while its timestamp could pass the check again.
+        assert_eq!(store.issue(&key(), &r, TS + TIMESTAMP_WINDOW_MS).unwrap_err().code, 40105);
+        store.sweep(TS + TIMESTAMP_WINDOW_MS + 1);
+        assert_eq!(store.len(), (0, 0));
+        assert_eq!(store.lookup("forged.notanumber", TS).unwrap_err(), TokenProblem::Unknown);
     }
 
     #[test]

@@ -178,7 +178,7 @@ for (const { name, binary } of PROTOCOLS) {
 }
 
 describe('network blip', () => {
-  it('reconnects as a new connection (80008), re-attaches, re-enters presence and keeps receiving', async () => {
+  it('resumes the same connection: channels re-attach with RESUMED, presence stays, delivery goes on', async () => {
     const alice = realtime(clientOptions(server, { clientId: 'alice' }));
     const watcher = realtime(clientOptions(server, { binary: false }));
     const name = uniqueChannel('blip');
@@ -188,30 +188,25 @@ describe('network blip', () => {
     await aliceCh.presence.enter('here');
     await eventually(() => presenceEvents.length === 1);
     const oldId = alice.connection.id;
-    const attachedAgain = new Promise((r) => aliceCh.on('attached', r));
+    const oldKey = alice.connection.key;
+    const attachedAgain = new Promise((r) => aliceCh.once('attached', r));
 
     const res = await fetch(`${server.url}/_debug/connections/${oldId}/drop`, { method: 'POST' });
     assert.equal(res.status, 200);
-    const reconnected = await alice.connection.once('connected');
-    assert.equal(reconnected.reason.code, 80008);
-    assert.notEqual(alice.connection.id, oldId);
+    await alice.connection.once('connected');
+    assert.equal(alice.connection.id, oldId);
+    assert.notEqual(alice.connection.key, oldKey, 'a resume hands out a fresh connection key');
+    assert.equal(alice.connection.errorReason, null);
     const change = await attachedAgain;
-    assert.equal(change.resumed, false);
-
-    // Old member left (synthesised), the SDK re-entered on the new connection.
-    // (The leave and the re-enter come from different connections, so their order may vary.)
-    await eventually(() => presenceEvents.length === 3);
-    const newId = alice.connection.id;
-    assert.deepEqual(
-      presenceEvents.slice(1).map((e) => e.join(' ')).sort(),
-      [`enter alice ${newId}`, `leave alice ${oldId}`].sort(),
-    );
-    const members = await watcher.channels.get(name).presence.get();
-    assert.deepEqual(members.map((m) => [m.clientId, m.connectionId]), [['alice', newId]]);
+    assert.equal(change.resumed, true);
 
     const { finished } = collectUntil(aliceCh, 'after-blip');
     await new Ably.Rest(clientOptions(server)).channels.get(name).publish('after-blip', 'x');
     assert.deepEqual((await finished).map((m) => m.name), ['after-blip']);
+    // The member never left: no leave, and the SDK's automatic re-entry was not re-broadcast.
+    assert.deepEqual(presenceEvents, [['enter', 'alice', oldId]]);
+    const members = await watcher.channels.get(name).presence.get();
+    assert.deepEqual(members.map((m) => [m.clientId, m.connectionId]), [['alice', oldId]]);
   });
 });
 
@@ -272,14 +267,26 @@ describe('realtime wire details', () => {
     c.ws.close();
   });
 
-  it('answers a resume with a new connection and error 80008', async () => {
+  it('resumes with a valid key (same id, new key); answers 80008 for an unknown key and 80018 for a malformed one', async () => {
     const first = await rawConnect(`key=${encodeURIComponent(KEY)}`);
     const c1 = await first.next((f) => f.action === 4);
-    first.ws.close();
-    const second = await rawConnect(`key=${encodeURIComponent(KEY)}&resume=${encodeURIComponent(c1.connectionDetails.connectionKey)}`);
+    first.ws.terminate();
+    const key1 = c1.connectionDetails.connectionKey;
+    const second = await rawConnect(`key=${encodeURIComponent(KEY)}&resume=${encodeURIComponent(key1)}`);
     const c2 = await second.next((f) => f.action === 4);
-    assert.notEqual(c2.connectionId, c1.connectionId);
-    assert.equal(c2.error.code, 80008);
-    second.ws.close();
+    assert.equal(c2.connectionId, c1.connectionId);
+    assert.equal(c2.error, undefined);
+    assert.notEqual(c2.connectionDetails.connectionKey, key1);
+    second.send({ action: 7 });
+    await second.closed;
+
+    // Closed: its key opens nothing any more, nor does a key never issued.
+    for (const [key, code] of [[c2.connectionDetails.connectionKey, 80008], ['abc!def', 80008], ['_____!ablyjs_test_fake-key____', 80018]]) {
+      const c = await rawConnect(`key=${encodeURIComponent(KEY)}&resume=${encodeURIComponent(key)}`);
+      const connected = await c.next((f) => f.action === 4);
+      assert.notEqual(connected.connectionId, c1.connectionId);
+      assert.equal(connected.error.code, code, key);
+      c.ws.close();
+    }
   });
 });

@@ -3,7 +3,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Ably from 'ably';
-import { startServer, clientOptions, PROTOCOLS, uniqueChannel, KEY, CHAT_KEY } from './server.mjs';
+import {
+  startServer, clientOptions, PROTOCOLS, uniqueChannel, eventually, closeAll, KEY, CHAT_KEY,
+} from './server.mjs';
 
 const basic = (key) => `Basic ${Buffer.from(key).toString('base64')}`;
 
@@ -232,5 +234,96 @@ describe('--require-tls-for-basic', () => {
     // The key still signs TokenRequests locally; the server needs no Basic auth for them.
     const tokenRest = new Ably.Rest({ ...clientOptions(strict), useTokenAuth: true });
     await tokenRest.channels.get('x').publish('a', 'b');
+  });
+});
+
+describe('more of Ably\'s REST behaviour', () => {
+  const clients = [];
+  after(async () => { await closeAll(clients); });
+  const realtime = (opts) => {
+    const c = new Ably.Realtime(opts);
+    clients.push(c);
+    return c;
+  };
+
+  it('refuses invalid capabilities in requestToken with 400', async () => {
+    const rest = new Ably.Rest(clientOptions(server));
+    for (const capability of [{ channel0: ['publish_'] }, { channel0: ['*', 'publish'] }, { channel0: [] }]) {
+      await assert.rejects(rest.auth.requestToken({ capability }), { statusCode: 400 }, JSON.stringify(capability));
+    }
+    const ok = await rest.auth.requestToken({ capability: { channel0: ['publish', 'channel-metadata'] } });
+    assert.equal(ok.capability, '{"channel0":["channel-metadata","publish"]}');
+  });
+
+  it('publishes on behalf of a realtime connection given its connectionKey', async () => {
+    const rt = realtime(clientOptions(server, { clientId: 'rick' }));
+    const name = uniqueChannel('behalf');
+    const got = [];
+    await rt.channels.get(name).subscribe((m) => got.push(m));
+    const rest = new Ably.Rest(clientOptions(server));
+    await rest.channels.get(name).publish({ name: 'foo', data: 'bar', connectionKey: rt.connection.key });
+    await eventually(() => got.length === 1);
+    assert.equal(got[0].connectionId, rt.connection.id);
+    assert.equal(got[0].clientId, 'rick');
+    const [stored] = (await rest.channels.get(name).history()).items;
+    assert.deepEqual([stored.connectionId, stored.clientId, stored.connectionKey], [rt.connection.id, 'rick', undefined]);
+    await assert.rejects(
+      rest.channels.get(name).publish({ name: 'x', connectionKey: 'abc!unknown' }),
+      { code: 40006, statusCode: 400 },
+    );
+  });
+
+  it('answers POST /messages in the shape of the requested X-Ably-Version', async () => {
+    const rest = new Ably.Rest(clientOptions(server));
+    const [a, b] = [uniqueChannel('v2'), uniqueChannel('v2')];
+    const v2 = await rest.request('POST', '/messages', 2, {}, { channels: [a, b], messages: { data: 'foo' } }, {});
+    assert.equal(v2.statusCode, 201);
+    assert.deepEqual(v2.items.map((r) => [r.channel, typeof r.messageId, r.error]), [[a, 'string', undefined], [b, 'string', undefined]]);
+
+    const partial = await rest.request('POST', '/messages', 2, {}, { channels: [a, '[invalid', ''], messages: { data: 'foo' } }, {});
+    assert.deepEqual([partial.success, partial.statusCode, partial.errorCode], [false, 400, 40020]);
+    const [response] = partial.items;
+    assert.equal(response.error.code, 40020);
+    assert.deepEqual(response.batchResponse.map((r) => r.error?.code ?? null), [null, 40010, 40010]);
+
+    const v6 = await rest.request('POST', '/messages', 6, {}, [{ channels: [a], messages: { data: 'foo' } }], {});
+    assert.equal(v6.statusCode, 201);
+    assert.deepEqual(v6.items.map((r) => [r.successCount, r.failureCount, r.results[0].channel]), [[1, 0, a]]);
+  });
+
+  it('answers a known route with the wrong method with 404 and an Ably error', async () => {
+    const rest = new Ably.Rest(clientOptions(server));
+    const res = await rest.request('get', '/keys/testapp.full/requestToken', 3, null, null, null);
+    assert.deepEqual([res.success, res.statusCode, res.errorCode], [false, 404, 40400]);
+    assert.ok(res.errorMessage);
+    const raw = await fetch(`${server.url}/time`, { method: 'DELETE' });
+    assert.equal(raw.status, 404);
+    assert.equal((await raw.json()).error.code, 40400);
+  });
+
+  it('refuses what it does not implement instead of ignoring it: _forceNack (40099), message updates (40000)', async () => {
+    const rest = new Ably.Rest(clientOptions(server));
+    const channel = rest.channels.get(uniqueChannel('refuse'));
+    await assert.rejects(channel.publish({ name: 'e', data: 'd' }, { _forceNack: 'true' }), { code: 40099 });
+    await assert.rejects(channel.publish({ name: 'e', data: 'd', action: 'message.update' }), { code: 40000 });
+    const rt = realtime(clientOptions(server));
+    await assert.rejects(rt.channels.get(uniqueChannel('refuse')).publish({ name: 'e' }, { _forceNack: 'true' }), { code: 40099 });
+    assert.deepEqual((await channel.history()).items, []);
+  });
+
+  it('answers batch presence (GET /presence?channels=…) with a result per channel', async () => {
+    const member = realtime(clientOptions(server, { clientId: 'bea' }));
+    const [allowed, denied] = [`chat:${uniqueChannel('bp')}`, uniqueChannel('bp')];
+    await member.channels.get(allowed).presence.enter('in');
+    await member.channels.get(denied).presence.enter('in');
+    const chatRest = new Ably.Rest(clientOptions(server, { key: CHAT_KEY }));
+    const result = await chatRest.batchPresence([allowed, denied]);
+    assert.deepEqual([result.successCount, result.failureCount], [1, 1]);
+    assert.equal(result.results[0].channel, allowed);
+    assert.deepEqual(result.results[0].presence.map((m) => [m.clientId, m.data]), [['bea', 'in']]);
+    assert.equal('error' in result.results[0], false);
+    assert.equal(result.results[1].channel, denied);
+    assert.equal(result.results[1].error.statusCode, 401);
+    assert.equal('presence' in result.results[1], false);
   });
 });

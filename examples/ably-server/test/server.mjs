@@ -25,9 +25,13 @@ function binaryPath() {
   return found;
 }
 
-/** Starts the server; resolves to { port, url, stats(), stop(), log() }. */
-export async function startServer(extraArgs = []) {
-  const args = ['--port', '0', '--key', KEY, '--key', `${CHAT_KEY}=${JSON.stringify(CHAT_CAPABILITY)}`, '--log', 'ably_server=debug', ...extraArgs];
+/** Starts the server; resolves to { port, url, pid, stats(), stop(), log() }.
+ *  Debug endpoints are on unless `debugEndpoints: false`. */
+export async function startServer(extraArgs = [], { debugEndpoints = true } = {}) {
+  const args = [
+    '--port', '0', '--key', KEY, '--key', `${CHAT_KEY}=${JSON.stringify(CHAT_CAPABILITY)}`, '--log', 'ably_server=debug',
+    ...(debugEndpoints ? ['--debug-endpoints'] : []), ...extraArgs,
+  ];
   const child = spawn(binaryPath(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
@@ -45,6 +49,7 @@ export async function startServer(extraArgs = []) {
   return {
     url,
     port,
+    pid: child.pid,
     log: () => stderr,
     async stats() {
       const res = await fetch(`${url}/_debug/stats`);
@@ -79,14 +84,23 @@ export const PROTOCOLS = [
 ];
 
 /** Resolves with the first value `poll()` returns that is truthy. */
-export async function eventually(poll, { timeout = 5000, interval = 20 } = {}) {
+export async function eventually(poll, { timeout = 5000, interval = 20, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout;
   for (;;) {
     const v = await poll();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline) throw new Error(`${what} not met in time`);
     await new Promise((r) => setTimeout(r, interval));
   }
+}
+
+/** Resolves like `promise`, or rejects after `ms` saying what did not happen. */
+export function within(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Collects messages delivered to `channel` until one named `until` arrives. */

@@ -1,10 +1,16 @@
 //! The realtime WebSocket endpoint at `/`. The upgrade is always accepted:
 //! credential problems are reported in-protocol (ERROR then close), because a
 //! refused upgrade looks like a network failure and ably-js would retry forever.
+//! `socket` moves frames, `handshake` opens or resumes a connection,
+//! `session` answers each client frame (with `attach` and `publish`), and
+//! `lifecycle` decides what is kept when a transport ends.
 
-mod connection;
-pub mod protocol;
+mod attach;
+mod handshake;
+mod lifecycle;
+mod publish;
 mod session;
+mod socket;
 
 use std::sync::Arc;
 
@@ -16,7 +22,7 @@ use axum::response::Response;
 use crate::app::App;
 use crate::error::AblyError;
 use crate::format::Format;
-use crate::rest::{query_map, Reply};
+use crate::http::{query_map, Reply};
 
 /// The connection parameters ably-js puts in the WebSocket URL (§B1).
 #[derive(Debug, Clone)]
@@ -55,7 +61,7 @@ pub async fn upgrade(
         Ok(ws) => {
             let params = ConnectParams::from_query(&query);
             ws.max_message_size(app.settings.max_frame_size * 4)
-                .on_upgrade(move |socket| connection::run(socket, params, app))
+                .on_upgrade(move |socket| socket::run(socket, params, app))
         }
         Err(_) => Reply::negotiate(&headers, &query)
             .error(&AblyError::bad_request("Expected a WebSocket upgrade request at /")),

@@ -1,6 +1,6 @@
 //! `GET /channels/{channel}/messages`: message history, newest first by
 //! default, paginated with a relative `Link` header (or the envelope's
-//! `headers.link` when `envelope=` is given).
+//! `headers.link` when `envelope=` is given). Reading never creates a channel.
 
 use std::sync::Arc;
 
@@ -8,13 +8,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::{authenticate, PathParam, query_map, Reply};
+use super::channel_access;
 use crate::app::App;
 use crate::capability::op;
-use crate::channel_name;
 use crate::error::AblyError;
 use crate::history::HistoryQuery;
-use crate::publish::check_capability;
+use crate::http::{query_map, PathParam, Reply};
 
 pub async fn history(
     State(app): State<Arc<App>>,
@@ -25,11 +24,9 @@ pub async fn history(
     let params = query_map(q.as_deref());
     let reply = Reply::negotiate(&headers, &params);
     let page = (|| -> Result<_, AblyError> {
-        let principal = authenticate(&app, &headers)?;
-        channel_name::validate(&channel)?;
-        check_capability(&principal, &channel, op::HISTORY)?;
+        channel_access::authorize(&app, &headers, &channel, op::HISTORY)?;
         let query = HistoryQuery::parse(&params)?;
-        let (items, next) = app.channels.with(&channel, |c| c.history(&query));
+        let (items, next) = app.channels.read(&channel, |c| c.map(|c| c.history(&query)).unwrap_or_default());
         Ok((items, query.link_header("messages", next)))
     })();
     match page {

@@ -1,20 +1,21 @@
 //! `GET /channels/{channel}/presence`: the members present now (action
 //! PRESENT), optionally filtered by `clientId` / `connectionId`, at most
-//! `limit` of them (a single page).
+//! `limit` of them (a single page). Reading never creates a channel.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::{authenticate, PathParam, query_map, Reply};
+use super::channel_access;
 use crate::app::App;
 use crate::capability::op;
-use crate::channel_name;
 use crate::error::AblyError;
 use crate::history::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::publish::check_capability;
+use crate::http::{query_map, PathParam, Reply};
+use crate::message::PresenceMessage;
 
 pub async fn members(
     State(app): State<Arc<App>>,
@@ -25,28 +26,32 @@ pub async fn members(
     let params = query_map(q.as_deref());
     let reply = Reply::negotiate(&headers, &params);
     let result = (|| -> Result<_, AblyError> {
-        let principal = authenticate(&app, &headers)?;
-        channel_name::validate(&channel)?;
-        check_capability(&principal, &channel, op::SUBSCRIBE)?;
-        let limit = match params.get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(l) => l
-                .parse::<usize>()
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(|| AblyError::invalid_parameter(format!("Invalid limit \"{l}\"")))?,
-        };
-        let client_id = params.get("clientId");
-        let connection_id = params.get("connectionId");
-        let members: Vec<_> = app
-            .channels
-            .with(&channel, |c| c.presence_members())
-            .into_iter()
-            .filter(|m| client_id.is_none_or(|c| m.client_id.as_ref() == Some(c)))
-            .filter(|m| connection_id.is_none_or(|c| m.connection_id.as_ref() == Some(c)))
-            .take(limit)
-            .collect();
-        Ok(members)
+        channel_access::authorize(&app, &headers, &channel, op::SUBSCRIBE)?;
+        filtered(present(&app, &channel), &params)
     })();
     reply.result(StatusCode::OK, result)
+}
+
+/// Every member of `channel` now (none if the channel does not exist).
+pub fn present(app: &App, channel: &str) -> Vec<PresenceMessage> {
+    app.channels.read(channel, |c| c.map(|c| c.presence_members()).unwrap_or_default())
+}
+
+fn filtered(members: Vec<PresenceMessage>, params: &HashMap<String, String>) -> Result<Vec<PresenceMessage>, AblyError> {
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| AblyError::invalid_parameter(format!("Invalid limit \"{l}\"")))?,
+    };
+    let client_id = params.get("clientId");
+    let connection_id = params.get("connectionId");
+    Ok(members
+        .into_iter()
+        .filter(|m| client_id.is_none_or(|c| m.client_id.as_ref() == Some(c)))
+        .filter(|m| connection_id.is_none_or(|c| m.connection_id.as_ref() == Some(c)))
+        .take(limit)
+        .collect())
 }

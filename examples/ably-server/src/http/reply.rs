@@ -83,6 +83,20 @@ impl Reply {
         }
     }
 
+    /// A failure whose body is not a plain `{error}`: the legacy batch
+    /// response (`{error, batchResponse}`). Status and headers follow `err`.
+    pub fn failure<T: Serialize>(self, err: &AblyError, body: &T) -> Response {
+        let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut r = self.ok(status, body, None);
+        Self::error_headers(&mut r, err);
+        r
+    }
+
+    fn error_headers(r: &mut Response, err: &AblyError) {
+        r.headers_mut().insert("x-ably-errorcode", header_text(&err.code.to_string()));
+        r.headers_mut().insert("x-ably-errormessage", header_text(&err.message));
+    }
+
     pub fn error(self, err: &AblyError) -> Response {
         let body = ErrorBody { error: err.info() };
         let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -95,8 +109,7 @@ impl Reply {
             let bytes = self.format.encode(&body).unwrap_or_else(|_| b"{}".to_vec());
             Self::raw(self.format, status, bytes)
         };
-        r.headers_mut().insert("x-ably-errorcode", header_text(&err.code.to_string()));
-        r.headers_mut().insert("x-ably-errormessage", header_text(&err.message));
+        Self::error_headers(&mut r, err);
         r
     }
 

@@ -1,9 +1,10 @@
 //! ProtocolMessage, the unit of the realtime protocol (one per WebSocket
 //! frame), with its action codes and flag bits (§B3–B5). Unknown fields and
 //! actions from clients are tolerated; empty fields are omitted on output.
+//! Channels build the frames they deliver with these types and connections
+//! decode what clients send with them, so both sides share this one module.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,11 @@ pub mod action {
 
 pub mod flag {
     pub const HAS_PRESENCE: i64 = 1;
+    /// On ATTACHED: backlog (rewind) messages follow.
+    pub const HAS_BACKLOG: i64 = 2;
     pub const RESUMED: i64 = 4;
+    /// On ATTACH (ably-js ≤ 2.26): a re-attach, not an initial attach.
+    pub const ATTACH_RESUME: i64 = 32;
     pub const PRESENCE: i64 = 1 << 16;
     pub const PUBLISH: i64 = 1 << 17;
     pub const SUBSCRIBE: i64 = 1 << 18;
@@ -44,6 +49,14 @@ pub mod flag {
     /// The channel modes this server knows how to honour.
     pub const MODES: i64 = PRESENCE | PUBLISH | SUBSCRIBE | PRESENCE_SUBSCRIBE;
 }
+
+/// The mode names of `params.modes` and their flag bits.
+pub const MODE_NAMES: [(&str, i64); 4] = [
+    ("presence", flag::PRESENCE),
+    ("publish", flag::PUBLISH),
+    ("subscribe", flag::SUBSCRIBE),
+    ("presence_subscribe", flag::PRESENCE_SUBSCRIBE),
+];
 
 /// Channel modes a capability grants on `channel`. Presence subscription
 /// comes with `subscribe`, as in Ably.
@@ -127,7 +140,7 @@ pub struct ProtocolMessage {
     #[serde(default, skip_serializing)]
     pub auth: Option<AuthDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<HashMap<String, String>>,
+    pub params: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub res: Option<Vec<PublishResult>>,
 }
@@ -140,14 +153,12 @@ impl ProtocolMessage {
     pub fn channel_error(channel: &str, error: ErrorInfo) -> Self {
         Self { channel: Some(channel.to_string()), error: Some(error), ..Self::new(action::ERROR) }
     }
-}
 
-/// What a connection's writer is asked to do.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    Frame(Arc<ProtocolMessage>),
-    /// Close the WebSocket after everything queued before it was sent.
-    Close,
+    /// A frame about `channel` at position `channel_serial`: the common part
+    /// of ATTACHED, MESSAGE, PRESENCE and DETACHED.
+    pub fn for_channel(action: i64, channel: &str, channel_serial: Option<String>) -> Self {
+        Self { channel: Some(channel.to_string()), channel_serial, ..Self::new(action) }
+    }
 }
 
 #[cfg(test)]
