@@ -363,7 +363,11 @@ export function useRoomFeed(roomId: string) {
     // Any attachment that is not a resume, the first included, may follow
     // events this page never saw. UPDATE is the in-place form of ATTACHED.
     const onAttached = (change: Ably.ChannelStateChange) => {
-      if (change.resumed) return
+      if (change.resumed) {
+        // Nothing was missed: what is shown is still current.
+        if (loaded.value && !syncing) live.value = true
+        return
+      }
       live.value = false
       void resync()
     }
