@@ -908,11 +908,54 @@ describe('chat on ably_pg', { timeout: 600_000 }, () => {
           await screenshot(p, `busy-${size}-load-older`)
         })
 
+        test('edit and delete work with the keyboard only', async () => {
+          const p = page.alice
+          const id = await send(p, `Keyboard at ${size}`)
+          await p.getByTestId('composer-input').focus()
+          await p.keyboard.press('Shift+Tab')
+          assert.equal(await p.evaluate(() => document.activeElement.closest('[data-message-id]')?.dataset.messageId), String(id))
+          await p.keyboard.press('Enter')
+          await pressUntilFocused(p, 'ArrowDown', 'edit-button')
+          await p.keyboard.press('Enter')
+          await p.keyboard.type(' (edited)')
+          await p.keyboard.press('Enter')
+          for (const q of [page.alice, page.bob]) {
+            await waitFor('the keyboard edit', async () => (await bodyOf(q, id)) === `Keyboard at ${size} (edited)`)
+          }
+          await p.keyboard.press('Enter')
+          await pressUntilFocused(p, 'ArrowDown', 'delete-button')
+          await p.keyboard.press('Enter')
+          await p.keyboard.press('Enter')
+          for (const q of [page.alice, page.bob]) await messageById(q, id).getByTestId('message-deleted').waitFor({ timeout: TIMEOUT })
+        })
+
+        test('a reaction added in psql appears in both browsers', async () => {
+          const { rows } = await db.query('SELECT max(id)::int AS id FROM chat.messages WHERE room_id = $1 AND deleted_at IS NULL', [busy.id])
+          await db.query(`INSERT INTO chat.reactions (message_id, emoji) VALUES ($1, '❤️')`, [rows[0].id])
+          for (const p of [page.alice, page.bob]) {
+            const chip = messageById(p, rows[0].id).locator('[data-testid="reaction"][data-emoji="❤️"]')
+            await waitFor('the reaction', async () => (await chip.evaluateAll((els) => els[0]?.dataset.count)) === '1')
+            assert.ok(await inView(p, chip), 'the reaction is in view')
+          }
+          await screenshot(page.alice, `busy-${size}-reaction`)
+        })
+
+        test('typing shows in the other browser and clears', async () => {
+          const indicator = page.alice.getByTestId('typing-indicator')
+          await page.bob.getByTestId('composer-input').focus()
+          await page.bob.keyboard.type('typing at ' + size)
+          await waitFor('bob typing', async () => (await indicator.textContent()).trim() === 'bob is typing…')
+          assert.ok((await indicator.boundingBox()).y + 10 < viewport.height, 'the indicator is on screen')
+          await screenshot(page.alice, `busy-${size}-typing`)
+          await page.bob.getByTestId('composer-input').fill('')
+          await waitFor('typing cleared', async () => (await indicator.textContent()).trim() === '')
+        })
+
         if (size === 'mobile') {
           test('message actions are 44 px touch targets', async () => {
             const p = page.alice
             await onScroller(p, (el) => el.scrollTo({ top: el.scrollHeight, behavior: 'instant' }))
-            const last = p.locator(stored).last()
+            const last = p.locator(stored).filter({ has: p.getByTestId('message-actions') }).last()
             const button = last.getByTestId('message-actions')
             const box = await button.boundingBox()
             assert.ok(box.width >= 44 && box.height >= 44, `⋯ is ${box.width}×${box.height}`)
@@ -979,7 +1022,7 @@ describe('chat on ably_pg', { timeout: 600_000 }, () => {
           await openRoom(p, busy.id)
           await p.locator(stored).first().waitFor()
           assert.deepEqual(await seriousAxeViolations(p), [], 'room')
-          await p.locator(stored).last().getByTestId('message-actions').click()
+          await p.getByTestId('message-actions').last().click()
           assert.deepEqual(await seriousAxeViolations(p), [], 'room with a message menu open')
           await p.keyboard.press('Escape')
           await p.getByTestId('how-toggle').click()
