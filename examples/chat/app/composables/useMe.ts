@@ -1,17 +1,22 @@
-// The signed-in display name, shared by every page (the server's session
-// cookie is the source of truth).
+// The signed-in session, shared by every page: a random id (the identity,
+// also the Ably clientId) and a display name. The server's sealed session
+// cookie is the source of truth.
+interface Me {
+  id: string | null
+  name: string | null
+}
+
 export function useMe() {
-  const name = useState<string | null | undefined>('me', () => undefined)
+  const me = useState<Me | undefined>('me', () => undefined)
+  const name = computed(() => (me.value === undefined ? undefined : me.value.name))
+  const id = computed(() => me.value?.id ?? null)
 
   async function load() {
-    name.value = (await $fetch<{ name: string | null }>('/api/session')).name
+    me.value = await $fetch<Me>('/api/session')
   }
+  /** Picks the first name, or renames: the id, and so authorship, stays. */
   async function choose(newName: string) {
-    name.value = (await $fetch<{ name: string }>('/api/session', { method: 'PUT', body: { name: newName } })).name
+    me.value = await $fetch<Me>('/api/session', { method: 'PUT', body: { name: newName } })
   }
-  async function forget() {
-    await $fetch('/api/session', { method: 'DELETE' })
-    name.value = null
-  }
-  return { name, load, choose, forget }
+  return { me, name, id, load, choose }
 }

@@ -1,22 +1,15 @@
 // authUrl for ably-js: a TokenRequest signed inside the database by ably_pg
 // (the API key never leaves Postgres). The token's clientId is the session's
-// name, and its capability covers one room's channel (subscribe + presence) or,
-// without ?room, only the room list.
+// random id (never the display name, which anyone may also choose). It may
+// subscribe to the room list and to every room channel (for live unread
+// counts) and use presence in rooms; it cannot publish, so browsers only ever
+// receive what ably_pg published.
 export default defineEventHandler(async (event) => {
   const user = await requireUser(event)
-  const { room: rawRoom } = getQuery(event)
-  let capability: Record<string, string[]>
-  if (rawRoom === undefined || rawRoom === '') {
-    capability = { 'chat-rooms': ['subscribe'] }
-  } else {
-    const room = validRoomId(rawRoom)
-    const [exists] = await query('SELECT 1 FROM chat.rooms WHERE id = $1', [room])
-    if (!exists) throw createError({ statusCode: 404, statusMessage: 'No such room' })
-    capability = { [`chat:${room}`]: ['subscribe', 'presence'] }
-  }
+  const capability = { 'chat-rooms': ['subscribe'], 'chat:*': ['subscribe', 'presence'] }
   const [row] = await query<{ token_request: unknown }>(
     'SELECT ably.create_token_request($1, $2::jsonb) AS token_request',
-    [user, JSON.stringify(capability)],
+    [user.id, JSON.stringify(capability)],
   )
   setHeader(event, 'cache-control', 'no-store')
   return row!.token_request

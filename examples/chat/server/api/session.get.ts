@@ -1,1 +1,4 @@
-export default defineEventHandler(async (event) => ({ name: await currentUser(event) }))
+export default defineEventHandler(async (event) => {
+  const user = await currentUser(event)
+  return user ? { id: user.id, name: user.name } : { id: null, name: null }
+})

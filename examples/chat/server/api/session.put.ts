@@ -1,8 +1,15 @@
-// Choosing (or changing) a display name. There are no passwords: the name is
-// an identity for this demo, held in a sealed cookie the browser cannot forge.
+// Choosing or changing the display name. The first call creates the session's
+// identity (a random id); later calls only rename, so messages written before
+// stay this session's own. There are no passwords: the identity is the sealed
+// cookie, which the browser cannot read or forge.
 export default defineEventHandler(async (event) => {
   const { name } = (await readBody<{ name?: unknown }>(event)) ?? {}
+  const valid = validDisplayName(name)
   const session = await chatSession(event)
-  await session.update({ name: validDisplayName(name) })
-  return { name: session.data.name }
+  await session.update({
+    uid: session.data.uid ?? newUserId(),
+    name: valid,
+    joined: session.data.joined ?? Date.now(),
+  })
+  return { id: session.data.uid, name: session.data.name }
 })

@@ -1,6 +1,6 @@
 // The one connection pool, and the two ways routes touch the database: a plain
 // query, or a transaction that records which chat user is acting (the
-// messages trigger reads chat.actor to attribute edit history).
+// messages trigger reads chat.actor_id and chat.actor to attribute edits).
 import pg from 'pg'
 
 let pool: pg.Pool | undefined
@@ -19,11 +19,11 @@ export async function query<T extends pg.QueryResultRow = any>(text: string, par
   return rows
 }
 
-export async function asActor<T>(actor: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function asActor<T>(actor: ChatUser, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await getPool().connect()
   try {
     await client.query('BEGIN')
-    await client.query(`SELECT set_config('chat.actor', $1, true)`, [actor])
+    await client.query(`SELECT set_config('chat.actor_id', $1, true), set_config('chat.actor', $2, true)`, [actor.id, actor.name])
     const result = await work(client)
     await client.query('COMMIT')
     return result
@@ -38,4 +38,9 @@ export async function asActor<T>(actor: string, work: (client: pg.PoolClient) =>
 /** A CHECK violation means input the route's own validation let through. */
 export function isCheckViolation(err: unknown): boolean {
   return (err as { code?: string })?.code === '23514'
+}
+
+/** A UNIQUE violation. */
+export function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string })?.code === '23505'
 }

@@ -1,5 +1,5 @@
 // Deleting leaves a tombstone (the trigger empties the body and drops the edit
-// history), so everyone sees "message deleted" in its place.
+// history and the reactions), so everyone sees "message deleted" in its place.
 export default defineEventHandler(async (event) => {
   const user = await requireUser(event)
   const id = validId(getRouterParam(event, 'id'))

@@ -1,10 +1,10 @@
 // One page of a room's history, oldest first: the newest `limit` messages, or
-// those just before `before` (a message id) when paging back. Rows are shaped
-// with to_jsonb, exactly like the `new` row in an ably_pg event, so the browser
-// merges both the same way.
+// those just before `before` (a message id) when paging back, with their
+// reactions. Rows are shaped with to_jsonb, exactly like the `new` row in an
+// ably_pg event, so the browser merges both the same way.
 export default defineEventHandler(async (event) => {
   await requireUser(event)
-  const room = validRoomId(getRouterParam(event, 'id'))
+  const room = validRoomId(routeParam(event, 'id'))
   const q = getQuery(event)
   const before = q.before === undefined ? null : validId(q.before)
   const limit = Math.min(Math.max(Number.parseInt(String(q.limit ?? '50'), 10) || 50, 1), 500)
@@ -15,5 +15,6 @@ export default defineEventHandler(async (event) => {
     [room, before, limit + 1],
   )
   const hasOlder = rows.length > limit
-  return { messages: rows.slice(0, limit).reverse().map((r) => r.message), hasOlder }
+  const messages = rows.slice(0, limit).reverse().map((r) => r.message)
+  return { messages, reactions: await reactionsOf(messages.map((m) => m.id)), hasOlder }
 })
