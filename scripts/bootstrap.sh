@@ -14,7 +14,7 @@ log() { printf 'bootstrap: %s\n' "$*" >&2; }
 # Debian packages: Postgres headers, sudo (cargo pgrx test --runas), Chromium
 # (browser tests), libclang for bindgen.
 need_pkgs=()
-for p in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR sudo chromium libclang-dev pkg-config; do
+for p in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR sudo chromium fonts-noto-color-emoji libclang-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

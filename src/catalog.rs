@@ -16,8 +16,40 @@ pub struct Extension {
     pub namespace: pg_sys::Oid,
 }
 
-/// The installed ably_pg extension in this database, if any.
+thread_local! {
+    /// The extension's row as read in the current transaction.
+    static CACHED: std::cell::Cell<Option<(u32, Extension)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The installed ably_pg extension in this database, if any (read once per
+/// transaction: there is no cache invalidation for pg_extension).
 pub fn extension() -> Option<Extension> {
+    let lxid = local_transaction_id();
+    if let Some((cached_lxid, extension)) = CACHED.with(|c| c.get()) {
+        if cached_lxid == lxid {
+            return Some(extension);
+        }
+    }
+    let found = read_extension();
+    CACHED.with(|c| c.set(found.map(|e| (lxid, e))));
+    found
+}
+
+/// This backend's current local transaction id.
+pub fn local_transaction_id() -> u32 {
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        {
+            (*pg_sys::MyProc).lxid
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        {
+            (*pg_sys::MyProc).vxid.lxid
+        }
+    }
+}
+
+fn read_extension() -> Option<Extension> {
     unsafe {
         let oid = pg_sys::get_extension_oid(c"ably_pg".as_ptr(), true);
         if oid == pg_sys::InvalidOid {

@@ -140,10 +140,7 @@ fn current_part() -> i16 {
     if let Some(part) = shared::current_part(unsafe { pg_sys::MyDatabaseId }) {
         return part;
     }
-    #[cfg(any(feature = "pg15", feature = "pg16"))]
-    let lxid = unsafe { (*pg_sys::MyProc).lxid };
-    #[cfg(not(any(feature = "pg15", feature = "pg16")))]
-    let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
+    let lxid = catalog::local_transaction_id();
     let (cached_lxid, part) = PART_CACHE.with(|c| c.get());
     if cached_lxid == lxid {
         return part;

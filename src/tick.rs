@@ -257,14 +257,17 @@ pub struct Row {
 /// Fetches the rows of `events` (visible to the current transaction).
 pub fn fetch(events: &[Event]) -> Vec<Row> {
     let Some(extension) = catalog::extension() else { return Vec::new() };
-    let mut rels: HashMap<u8, pg_sys::Relation> = HashMap::new();
+    // Per part: the relation and its column positions, looked up once.
+    let mut parts: HashMap<u8, (pg_sys::Relation, [i32; 6])> = HashMap::new();
     let mut rows = Vec::with_capacity(events.len());
     unsafe {
         let snapshot = pg_sys::GetTransactionSnapshot();
         for event in events {
-            let rel = *rels.entry(event.part).or_insert_with(|| {
+            let (rel, cols) = *parts.entry(event.part).or_insert_with(|| {
                 let relid = catalog::relation_in(extension.namespace, &format!("queue_{}", event.part)).unwrap_or(pg_sys::InvalidOid);
-                pg_sys::table_open(relid, pg_sys::AccessShareLock as i32)
+                let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+                let attnum = |name: &std::ffi::CStr| pg_sys::get_attnum(relid, name.as_ptr()) as i32;
+                (rel, [attnum(c"id"), attnum(c"rule_id"), attnum(c"channel"), attnum(c"name"), attnum(c"data"), attnum(c"enqueued_at")])
             });
             let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
             tuple.t_self = event.tid;
@@ -273,8 +276,7 @@ pub fn fetch(events: &[Event]) -> Vec<Row> {
                 continue;
             }
             let desc = (*rel).rd_att;
-            let mut get = |name: &std::ffi::CStr| {
-                let attnum = pg_sys::get_attnum((*rel).rd_id, name.as_ptr()) as i32;
+            let mut get = |attnum: i32| {
                 let mut isnull = false;
                 let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
                 (datum, isnull)
@@ -282,20 +284,20 @@ pub fn fetch(events: &[Event]) -> Vec<Row> {
             let text = |(datum, isnull): (pg_sys::Datum, bool)| -> Option<String> {
                 (!isnull).then(|| String::from_datum(datum, false)).flatten()
             };
-            let (id, _) = get(c"id");
-            let (rule_id, rule_null) = get(c"rule_id");
-            let (enqueued_at, _) = get(c"enqueued_at");
+            let (id, _) = get(cols[0]);
+            let (rule_id, rule_null) = get(cols[1]);
+            let (enqueued_at, _) = get(cols[5]);
             rows.push(Row {
                 id: id.value() as i64,
                 rule_id: (!rule_null).then(|| rule_id.value() as i64),
-                channel: text(get(c"channel")).unwrap_or_default(),
-                name: text(get(c"name")),
-                data: text(get(c"data")).unwrap_or_else(|| "null".into()),
+                channel: text(get(cols[2])).unwrap_or_default(),
+                name: text(get(cols[3])),
+                data: text(get(cols[4])).unwrap_or_else(|| "null".into()),
                 enqueued_at: enqueued_at.value() as i64,
             });
             pg_sys::ReleaseBuffer(buffer);
         }
-        for rel in rels.into_values() {
+        for (rel, _) in parts.into_values() {
             pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
         }
     }
