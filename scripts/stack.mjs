@@ -193,7 +193,7 @@ export class Cluster {
       chownSync(replica.dir, uid, gid);
     }
     replica.data = join(replica.dir, 'data');
-    asPostgres([join(PG_BIN, 'pg_basebackup'), '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-D', replica.data, '-R', '-X', 'stream']);
+    asPostgres([join(PG_BIN, 'pg_basebackup'), '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-D', replica.data, '-R', '-X', 'stream', '-c', 'fast']);
     appendFileSync(join(replica.data, 'postgresql.conf'), `port = ${replica.port}\nunix_socket_directories = '${replica.dir}'\n`);
     await replica.startServer();
     return replica;
