@@ -1,5 +1,11 @@
 # The project's task runner. Every target bootstraps a fresh machine first
 # (idempotent and quick when already done).
+#
+#   make demo                  the chat demo on embedded defaults
+#   make test [PG=16]          the whole suite (PostgreSQL 15, 16 and 18, or one)
+#   make bench                 benchmarks (bench/RESULTS.md)
+#   make install [PG_CONFIG=…] build and install into a PostgreSQL (default:
+#                              the Debian PostgreSQL 15 on this machine)
 
 .PHONY: demo test bench bootstrap install
 
@@ -15,5 +21,7 @@ bench:
 bootstrap:
 	bash scripts/bootstrap.sh
 
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 install: bootstrap
-	cargo pgrx install --pg-config /usr/lib/postgresql/15/bin/pg_config
+	major=$$($(PG_CONFIG) --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/'); \
+	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features pg$$major

@@ -42,8 +42,13 @@ fi
 flags=(--pg-config "$pg_config" --no-default-features --features "pg$major")
 [ "$profile" = debug ] && flags+=(--debug)
 out="$PWD/target/pgpkg/$major-$profile"
+rm -rf "$out"
 log "building ably_pg for PostgreSQL $major ($profile)"
 cargo pgrx package "${flags[@]}" --out-dir "$out" >&2
+
+# The previous build's scripts go (a stale ably_pg--<version>.sql would be
+# offered to CREATE EXTENSION); the library is replaced below, by rename.
+find "$tree" -name 'ably_pg--*.sql' -delete
 
 # Packaged paths are absolute paths of the original installation; strip its
 # root and put each file into the copy by rename.

@@ -15,6 +15,7 @@ bash scripts/pgtree.sh "$PG" >/dev/null
 step "Building the local Ably-compatible server"
 cargo build -p ably-server
 
+[ -n "${SKIP_CHAT_BUILD:-}" ] && exit 0
 step "Building the chat demo"
 cd examples/chat
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

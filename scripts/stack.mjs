@@ -75,7 +75,11 @@ export class AblyServer {
 
   async start() {
     if (!this.port) this.port = await freePort();
-    const args = ['--port', String(this.port), ...this.keys.flatMap((k) => ['--key', k]), ...this.args];
+    // Tests read history as the record of what was delivered: keep it for
+    // the whole run (Ably, and the server by default, keep two minutes).
+    const defaults = [['--history-ttl', '86400000'], ['--history-limit', '1000000']]
+      .filter(([flag]) => !this.args.includes(flag)).flat();
+    const args = ['--port', String(this.port), ...this.keys.flatMap((k) => ['--key', k]), ...defaults, ...this.args];
     this.proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.ABLY_SERVER_LOG ?? 'warn' } });
     this.proc.stderr.on('data', (d) => process.env.STACK_VERBOSE && process.stderr.write(d));
     await new Promise((resolve, reject) => {
@@ -109,10 +113,12 @@ export class AblyServer {
 
 /** A private PostgreSQL cluster with ably_pg preloaded, owned by `postgres`. */
 export class Cluster {
-  constructor({ ablyPort, key = TEST_KEY, settings = {} } = {}) {
+  constructor({ ablyPort, key = TEST_KEY, settings = {}, bin = PG_BIN } = {}) {
     this.ablyPort = ablyPort;
     this.key = key;
     this.settings = settings;
+    /** The PostgreSQL binaries this cluster runs (a private installation). */
+    this.bin = bin;
   }
 
   async start() {
@@ -122,7 +128,7 @@ export class Cluster {
     const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
     if (process.getuid && process.getuid() === 0) chownSync(this.dir, uid, gid);
     this.data = join(this.dir, 'data');
-    asPostgres([join(PG_BIN, 'initdb'), '-D', this.data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8']);
+    asPostgres([join(this.bin, 'initdb'), '-D', this.data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8']);
     // Without a local server port the cluster talks to real Ably (defaults).
     const localAbly = this.ablyPort
       ? { 'ably.rest_host': "'127.0.0.1'", 'ably.port': this.ablyPort, 'ably.tls': 'off', 'ably.fallback_hosts': "''", 'ably.request_timeout': "'3s'" }
@@ -152,8 +158,13 @@ export class Cluster {
     writeFileSync(auto, lines.join('\n') + '\n');
   }
 
+  /** Stops the server and keeps its data directory (see startServer). */
+  stopServer(mode = 'fast') {
+    asPostgres([join(this.bin, 'pg_ctl'), '-D', this.data, '-m', mode, '-w', 'stop']);
+  }
+
   async startServer() {
-    asPostgres([join(PG_BIN, 'pg_ctl'), '-D', this.data, '-l', join(this.dir, 'log'), '-w', 'start']);
+    asPostgres([join(this.bin, 'pg_ctl'), '-D', this.data, '-l', join(this.dir, 'log'), '-w', 'start']);
   }
 
   get url() {
@@ -161,11 +172,11 @@ export class Cluster {
   }
 
   psql(sql, db = 'postgres') {
-    return execFileSync(join(PG_BIN, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', db, '-c', sql], { stdio: 'pipe' }).toString();
+    return execFileSync(join(this.bin, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', db, '-c', sql], { stdio: 'pipe' }).toString();
   }
 
   reload() {
-    asPostgres([join(PG_BIN, 'pg_ctl'), '-D', this.data, 'reload']);
+    asPostgres([join(this.bin, 'pg_ctl'), '-D', this.data, 'reload']);
   }
 
   postmasterPid() {
@@ -184,7 +195,7 @@ export class Cluster {
 
   /** A streaming replica of this cluster (pg_basebackup -R), started. */
   async standby() {
-    const replica = new Cluster({ ablyPort: this.ablyPort, key: null, settings: this.settings });
+    const replica = new Cluster({ ablyPort: this.ablyPort, key: null, settings: this.settings, bin: this.bin });
     replica.port = await freePort();
     replica.dir = mkdtempSync(join(tmpdir(), 'ablypg-standby-'));
     if (process.getuid && process.getuid() === 0) {
@@ -193,14 +204,14 @@ export class Cluster {
       chownSync(replica.dir, uid, gid);
     }
     replica.data = join(replica.dir, 'data');
-    asPostgres([join(PG_BIN, 'pg_basebackup'), '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-D', replica.data, '-R', '-X', 'stream', '-c', 'fast']);
+    asPostgres([join(this.bin, 'pg_basebackup'), '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-D', replica.data, '-R', '-X', 'stream', '-c', 'fast']);
     appendFileSync(join(replica.data, 'postgresql.conf'), `port = ${replica.port}\nunix_socket_directories = '${replica.dir}'\n`);
     await replica.startServer();
     return replica;
   }
 
   promote() {
-    asPostgres([join(PG_BIN, 'pg_ctl'), '-D', this.data, '-w', 'promote']);
+    asPostgres([join(this.bin, 'pg_ctl'), '-D', this.data, '-w', 'promote']);
   }
 
   log() {
@@ -210,7 +221,7 @@ export class Cluster {
   async stop() {
     if (!this.data) return;
     try {
-      asPostgres([join(PG_BIN, 'pg_ctl'), '-D', this.data, '-m', 'immediate', 'stop']);
+      asPostgres([join(this.bin, 'pg_ctl'), '-D', this.data, '-m', 'immediate', 'stop']);
     } catch { /* not running */ }
     if (!process.env.STACK_KEEP) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -22,6 +22,7 @@ REVOKE EXECUTE ON FUNCTION ably.revoke_channels(regrole, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.create_token_request(text, jsonb, interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.retry_dead_letters(bigint[], text, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION ably.start_worker() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION ably.compile_conditions() FROM PUBLIC;
 -- EXECUTE on a trigger function is checked when a trigger is created, not
 -- when it fires: only ably.publish_table() (as the extension owner) and
 -- superusers attach it to tables.

@@ -6,6 +6,7 @@
 //! safe in a writer's trigger, under a switched identity and in the worker.
 
 use pgrx::pg_sys;
+use pgrx::FromDatum;
 use std::ffi::CString;
 
 /// What ably_pg needs to know about its own `pg_extension` row.
@@ -14,6 +15,9 @@ pub struct Extension {
     pub oid: pg_sys::Oid,
     pub owner: pg_sys::Oid,
     pub namespace: pg_sys::Oid,
+    /// Whether the installed SQL objects are this library's version (they
+    /// are not between installing a new release and ALTER EXTENSION UPDATE).
+    pub current: bool,
 }
 
 thread_local! {
@@ -68,7 +72,10 @@ fn read_extension() -> Option<Extension> {
         let tuple = pg_sys::systable_getnext(scan);
         let found = (!tuple.is_null()).then(|| {
             let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple);
-            Extension { oid, owner: (*form).extowner, namespace: (*form).extnamespace }
+            let mut isnull = false;
+            let version = pg_sys::heap_getattr(tuple, pg_sys::Anum_pg_extension_extversion as i32, (*rel).rd_att, &mut isnull);
+            let version = if isnull { String::new() } else { String::from_datum(version, false).unwrap_or_default() };
+            Extension { oid, owner: (*form).extowner, namespace: (*form).extnamespace, current: version == env!("CARGO_PKG_VERSION") }
         });
         pg_sys::systable_endscan(scan);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);

@@ -63,26 +63,85 @@ fn adopt_triggers() {
             let column = pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: attnum as i32 };
             unsafe { pg_sys::recordDependencyOn(&trigger, &column, pg_sys::DependencyType::DEPENDENCY_NORMAL) };
         }
-        if let Some(text) = &rule.condition {
-            let parsed = condition::parse(rule.relid, text);
-            if compiled.insert(rule_id) {
-                rule_store::store_condition(rule_id, &parsed.tree);
-            }
-            let tree = CString::new(parsed.tree).expect("node trees have no NUL");
-            unsafe {
-                let expr = pg_sys::stringToNode(tree.as_ptr()) as *mut pg_sys::Node;
-                pg_sys::recordDependencyOnSingleRelExpr(
-                    &trigger,
-                    expr,
-                    rule.relid,
-                    pg_sys::DependencyType::DEPENDENCY_NORMAL,
-                    pg_sys::DependencyType::DEPENDENCY_NORMAL,
-                    false,
-                );
-            }
-        }
+        compile_condition(&rule, &trigger, &mut compiled);
     }
     unsafe { pg_sys::CommandCounterIncrement() };
+}
+
+/// Compiles a rule's condition (once per rule in a command), stores it and
+/// makes `trigger` depend on what it calls.
+fn compile_condition(rule: &rule_store::Rule, trigger: &pg_sys::ObjectAddress, compiled: &mut HashSet<i64>) {
+    let Some(text) = &rule.condition else { return };
+    let parsed = condition::parse(rule.relid, text);
+    if compiled.insert(rule.id) {
+        rule_store::store_condition(rule.id, &parsed.tree);
+    }
+    let tree = CString::new(parsed.tree).expect("node trees have no NUL");
+    unsafe {
+        let expr = pg_sys::stringToNode(tree.as_ptr()) as *mut pg_sys::Node;
+        pg_sys::recordDependencyOnSingleRelExpr(
+            trigger,
+            expr,
+            rule.relid,
+            pg_sys::DependencyType::DEPENDENCY_NORMAL,
+            pg_sys::DependencyType::DEPENDENCY_NORMAL,
+            false,
+        );
+    }
+}
+
+/// Compiles the conditions of every rule again, as the triggers' creation
+/// does: for `ALTER EXTENSION ... UPDATE` from a version that stored them as
+/// text, and after `pg_upgrade` (whose object ids differ). Returns how many.
+#[pg_extern(
+    volatile,
+    sql = r#"
+CREATE FUNCTION ably.compile_conditions() RETURNS integer
+VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION ably.compile_conditions() IS
+    'Compile every rule''s condition again (after pg_upgrade); returns how many';
+"#
+)]
+fn compile_conditions() -> i32 {
+    let Some(extension) = catalog::extension() else { return 0 };
+    let Some(capture) = capture_function(extension.namespace) else { return 0 };
+    let mut compiled = HashSet::new();
+    let rules: Vec<rule_store::Rule> = all_rules().into_iter().filter(|r| r.condition.is_some()).collect();
+    for rule in &rules {
+        let name = CString::new(crate::rules::trigger_name(rule.id, false)).expect("no NUL");
+        let trigger_oid = unsafe { pg_sys::get_trigger_oid(rule.relid, name.as_ptr(), true) };
+        if trigger_oid == pg_sys::InvalidOid || unsafe { trigger_function(trigger_oid) } != Some(capture) {
+            continue;
+        }
+        let trigger = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: trigger_oid, objectSubId: 0 };
+        compile_condition(rule, &trigger, &mut compiled);
+    }
+    unsafe { pg_sys::CommandCounterIncrement() };
+    compiled.len() as i32
+}
+
+fn all_rules() -> Vec<rule_store::Rule> {
+    let mut ids = Vec::new();
+    crate::store::Table::open("rules", pg_sys::AccessShareLock).scan_all(|row| {
+        ids.extend(row.get::<i64>("id"));
+        false
+    });
+    ids.into_iter().filter_map(rule_store::load).collect()
+}
+
+/// The function a trigger runs.
+unsafe fn trigger_function(trigger: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    unsafe {
+        let rel = pg_sys::table_open(pg_sys::TriggerRelationId, pg_sys::AccessShareLock as i32);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(&mut key, pg_sys::Anum_pg_trigger_oid as i16, pg_sys::BTEqualStrategyNumber as u16, pg_sys::F_OIDEQ.into(), pg_sys::Datum::from(trigger));
+        let scan = pg_sys::systable_beginscan(rel, pg_sys::Oid::from(pg_sys::TriggerOidIndexId), true, std::ptr::null_mut(), 1, &mut key);
+        let tuple = pg_sys::systable_getnext(scan);
+        let found = (!tuple.is_null()).then(|| (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_trigger>(tuple)).tgfoid);
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+        found
+    }
 }
 
 /// `ably.capture()`, found in the extension's schema through the catalog.

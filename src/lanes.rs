@@ -39,11 +39,14 @@ pub struct Pending {
     /// When an attempt first ended without a definite answer: from then on
     /// Ably may hold the batch under its ids.
     pub uncertain_since: Option<Instant>,
+    /// Being replaced by smaller batches (the worker records them before
+    /// anything is sent).
+    recutting: bool,
 }
 
 impl Pending {
     pub fn new(record: Record, events: Vec<Event>, now: Instant) -> Pending {
-        Pending { record, events, messages: None, attempts: 0, not_before: now, uncertain_since: None }
+        Pending { record, events, messages: None, attempts: 0, not_before: now, uncertain_since: None, recutting: false }
     }
 
     fn may_recut(&self, now: Instant) -> bool {
@@ -139,20 +142,22 @@ impl Lanes {
             .push_back(pending);
     }
 
-    /// A new configured batch size. Unsent batches larger than it are
-    /// re-cut (they never reached Ably, so new ids are safe).
+    /// A new configured batch size. Batches larger than it that were never
+    /// sent are re-cut (they never reached Ably, so new ids are safe).
     pub fn set_batch_size(&mut self, batch_size: usize) -> Vec<Action> {
         self.batch_size = batch_size.max(1);
         let mut actions = Vec::new();
         for lane in self.lanes.values_mut() {
             lane.limit = lane.limit.min(self.batch_size);
-            if lane.in_flight || lane.waiting {
-                continue;
-            }
-            if let Some(head) = lane.batches.front() {
-                if head.attempts == 0 && head.uncertain_since.is_none() && head.events.len() > lane.limit {
-                    actions.push(Action::Recut { batch: head.record.id, limit: lane.limit });
-                    lane.waiting = true;
+            let limit = lane.limit;
+            let skip_head = lane.in_flight || lane.waiting;
+            for (i, pending) in lane.batches.iter_mut().enumerate() {
+                if i == 0 && skip_head {
+                    continue;
+                }
+                if pending.attempts == 0 && pending.uncertain_since.is_none() && !pending.recutting && pending.events.len() > limit {
+                    actions.push(Action::Recut { batch: pending.record.id, limit });
+                    pending.recutting = true;
                 }
             }
         }
@@ -167,7 +172,7 @@ impl Lanes {
             .values()
             .filter(|l| !l.in_flight && !l.waiting && l.backoff_until.is_none_or(|t| t <= now))
             .filter_map(|l| l.batches.front())
-            .filter(|p| p.not_before <= now)
+            .filter(|p| p.not_before <= now && !p.recutting)
             .map(|p| p.record.id)
             .collect();
         heads.sort_unstable();
@@ -266,19 +271,22 @@ impl Lanes {
         }
     }
 
-    /// The head `batch` was replaced by `replacement` (in order).
+    /// `batch` was replaced by `replacement` (in order), in its place.
     pub fn recut(&mut self, batch: i64, replacement: Vec<Pending>) {
         let Some(channel) = self.owner.get(&batch).cloned() else { return };
         let Some(lane) = self.lanes.get_mut(&channel) else { return };
-        let Some(old) = lane.batches.pop_front() else { return };
+        let Some(position) = lane.batches.iter().position(|p| p.record.id == batch) else { return };
+        let Some(old) = lane.batches.remove(position) else { return };
         self.owner.remove(&old.record.id);
         self.messages -= old.events.len();
-        for pending in replacement.into_iter().rev() {
+        for (offset, pending) in replacement.into_iter().enumerate() {
             self.messages += pending.events.len();
             self.owner.insert(pending.record.id, channel.clone());
-            lane.batches.push_front(pending);
+            lane.batches.insert(position + offset, pending);
         }
-        lane.waiting = false;
+        if position == 0 {
+            lane.waiting = false;
+        }
     }
 
     /// Forgets everything (the publisher was replaced, or the extension
@@ -394,8 +402,18 @@ mod unit_tests {
         let mut lanes = Lanes::new(500);
         lanes.push(pending(1, "a", 400, now));
         lanes.push(pending(2, "b", 400, now));
+        lanes.push(pending(3, "b", 400, now));
         lanes.sent(2);
-        let actions = lanes.set_batch_size(100);
-        assert_eq!(actions, vec![Action::Recut { batch: 1, limit: 100 }]);
+        let mut actions = lanes.set_batch_size(100);
+        actions.sort_by_key(|a| match a {
+            Action::Recut { batch, .. } => *batch,
+            _ => 0,
+        });
+        // batch 2 is in flight: it keeps its ids; 3, behind it, is re-cut.
+        assert_eq!(actions, vec![Action::Recut { batch: 1, limit: 100 }, Action::Recut { batch: 3, limit: 100 }]);
+        assert!(lanes.ready(now, 10).is_empty(), "nothing goes out before the re-cut is recorded");
+        lanes.recut(3, vec![pending(30, "b", 100, now), pending(31, "b", 100, now)]);
+        lanes.outcome(2, &Outcome::Delivered, now);
+        assert_eq!(lanes.ready(now, 10), vec![30]);
     }
 }

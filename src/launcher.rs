@@ -141,7 +141,7 @@ fn supervise(databases: &mut HashMap<pg_sys::Oid, Database>) {
             match shared::launcher::exit_reason(slot) {
                 ExitReason::NoExtension => db.no_extension = !db.requested,
                 ExitReason::DatabaseDropping => db.not_before = now + DROPPING_DELAY,
-                ExitReason::None => db.not_before = now + RESTART_DELAY,
+                ExitReason::None | ExitReason::NeedsUpdate => db.not_before = now + RESTART_DELAY,
             }
             shared::launcher::release(slot);
         }

@@ -62,8 +62,11 @@ struct Target {
     /// Built once in TopMemoryContext; depends only on the index definition.
     index_infos: [*mut pg_sys::IndexInfo; PARTS as usize],
     /// 0-based positions of id, part, rule_id, channel, name, data,
-    /// enqueued_at, txid.
-    columns: [usize; 8],
+    /// enqueued_at, txid (none in a 0.1.0 queue, before ALTER EXTENSION
+    /// UPDATE).
+    columns: [Option<usize>; 8],
+    /// Whether the parts' index is on txid (0.2.0) or on id (0.1.0).
+    index_on_txid: bool,
 }
 
 const COLUMNS: [&str; 8] = ["id", "part", "rule_id", "channel", "name", "data", "enqueued_at", "txid"];
@@ -86,7 +89,8 @@ unsafe fn resolve_target() -> Target {
     let mut parts = [pg_sys::InvalidOid; PARTS as usize];
     let mut indexes = [pg_sys::InvalidOid; PARTS as usize];
     let mut index_infos = [std::ptr::null_mut(); PARTS as usize];
-    let mut columns = [0usize; 8];
+    let mut columns = [None; 8];
+    let mut index_on_txid = true;
     for p in 0..PARTS as usize {
         let Some(part) = catalog::relation_in(extension.namespace, &format!("queue_{p}")) else { missing() };
         parts[p] = part;
@@ -100,16 +104,19 @@ unsafe fn resolve_target() -> Target {
             for (i, name) in COLUMNS.iter().enumerate() {
                 let name = std::ffi::CString::new(*name).expect("column names have no NUL");
                 let attnum = pg_sys::get_attnum(part, name.as_ptr());
-                if attnum <= 0 {
-                    missing();
-                }
-                columns[i] = (attnum - 1) as usize;
+                columns[i] = (attnum > 0).then(|| (attnum - 1) as usize);
+            }
+            // Every column but txid is needed.
+            if columns[..7].iter().any(Option::is_none) {
+                missing();
             }
         }
         pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
         let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
         let index = pg_sys::index_open(indexes[p], pg_sys::AccessShareLock as i32);
         index_infos[p] = pg_sys::BuildIndexInfo(index);
+        let key_attnum = *(*(*index).rd_index).indkey.values.as_ptr();
+        index_on_txid = columns[7].is_some_and(|c| c + 1 == key_attnum as usize);
         pg_sys::index_close(index, pg_sys::AccessShareLock as i32);
         pg_sys::MemoryContextSwitchTo(old);
     }
@@ -118,7 +125,7 @@ unsafe fn resolve_target() -> Target {
     if !TARGET_CALLBACK_REGISTERED.with(|r| r.replace(true)) {
         pg_sys::CacheRegisterRelcacheCallback(Some(forget_target), pg_sys::Datum::from(0));
     }
-    Target { sequence, parts, indexes, index_infos, columns }
+    Target { sequence, parts, indexes, index_infos, columns, index_on_txid }
 }
 
 /// Any change to a queue relation (TRUNCATE by the worker, DROP EXTENSION)
@@ -163,17 +170,24 @@ pub fn enqueue_text(rule_id: Option<i64>, channel: &str, name: Option<&str>, dat
     let txid = unsafe { pg_sys::GetTopFullTransactionId() }.value;
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     let part = current_part();
-    let target = target();
+    let mut target = target();
     let id = unsafe {
         let id = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| nextval_internal(target.sequence, false));
-        let rel = pg_sys::table_open(target.parts[part as usize], pg_sys::RowExclusiveLock as i32);
+        // The part may have been replaced while this writer waited for its
+        // lock (ALTER EXTENSION UPDATE): then find the queue again.
+        let mut rel = pg_sys::try_relation_open(target.parts[part as usize], pg_sys::RowExclusiveLock as i32);
+        if rel.is_null() {
+            TARGET.with(|t| *t.borrow_mut() = None);
+            target = self::target();
+            rel = pg_sys::table_open(target.parts[part as usize], pg_sys::RowExclusiveLock as i32);
+        }
         let natts = (*(*rel).rd_att).natts as usize;
         let mut values = vec![pg_sys::Datum::from(0); natts];
         let mut nulls = vec![true; natts];
         let mut set = |column: usize, value: Option<pg_sys::Datum>| {
-            if let Some(v) = value {
-                values[target.columns[column]] = v;
-                nulls[target.columns[column]] = false;
+            if let (Some(v), Some(position)) = (value, target.columns[column]) {
+                values[position] = v;
+                nulls[position] = false;
             }
         };
         set(0, Some(pg_sys::Datum::from(id)));
@@ -187,7 +201,7 @@ pub fn enqueue_text(rule_id: Option<i64>, channel: &str, name: Option<&str>, dat
         let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
         pg_sys::simple_heap_insert(rel, tuple);
         let index = pg_sys::index_open(target.indexes[part as usize], pg_sys::RowExclusiveLock as i32);
-        let mut key = [pg_sys::Datum::from(txid as i64)];
+        let mut key = [pg_sys::Datum::from(if target.index_on_txid { txid as i64 } else { id })];
         let mut key_null = [false];
         pg_sys::index_insert(
             index,

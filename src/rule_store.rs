@@ -119,6 +119,8 @@ pub fn update(rule: &Rule) {
 /// The compiled condition of a rule, if it was compiled in this cluster.
 pub fn condition_tree(rule_id: i64) -> Option<String> {
     let system_identifier = unsafe { pg_sys::GetSystemIdentifier() } as i64;
+    // A 0.1.0 catalog (before ALTER EXTENSION UPDATE) has no ably.conditions.
+    crate::catalog::ably_relation("conditions")?;
     let table = Table::open("conditions", pg_sys::AccessShareLock);
     let mut tree = None;
     table.scan_int8("conditions_pkey", "rule_id", rule_id, |row| {
@@ -131,6 +133,9 @@ pub fn condition_tree(rule_id: i64) -> Option<String> {
 }
 
 pub fn store_condition(rule_id: i64, tree: &str) {
+    if crate::catalog::ably_relation("conditions").is_none() {
+        return;
+    }
     delete_condition(rule_id);
     let table = Table::open("conditions", pg_sys::RowExclusiveLock);
     table.insert(&[

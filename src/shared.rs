@@ -29,6 +29,7 @@ pub enum WorkerState {
     NoExtension = 6,
     Stopped = 7,
     InvalidConfig = 8,
+    NeedsUpdate = 9,
 }
 
 impl WorkerState {
@@ -43,6 +44,7 @@ impl WorkerState {
             WorkerState::NoExtension => "no-extension",
             WorkerState::Stopped => "stopped",
             WorkerState::InvalidConfig => "invalid-config",
+            WorkerState::NeedsUpdate => "needs-update",
         }
     }
 
@@ -56,6 +58,7 @@ impl WorkerState {
             6 => WorkerState::NoExtension,
             7 => WorkerState::Stopped,
             8 => WorkerState::InvalidConfig,
+            9 => WorkerState::NeedsUpdate,
             _ => WorkerState::Starting,
         }
     }
@@ -73,6 +76,9 @@ pub enum ExitReason {
     NoExtension = 1,
     /// The database is being dropped: leave it alone.
     DatabaseDropping = 2,
+    /// (Never an exit: the worker waits.) The extension's tables are an
+    /// older version's, until ALTER EXTENSION ably_pg UPDATE.
+    NeedsUpdate = 3,
 }
 
 #[derive(Default)]

@@ -34,9 +34,12 @@ fn status() -> TableIterator<
         name!(started_at, Option<TimestampWithTimeZone>),
     ),
 > {
+    if crate::catalog::extension().is_some_and(|e| !e.current) {
+        return needs_update();
+    }
     let batches = batch::load_all();
     let pending: i64 = batches.iter().map(|b| i64::from(b.count)).sum();
-    let ticks = tick::load_from(0);
+    let ticks = tick::load_from(i64::MIN);
     let cut = queue_state::load().and_then(|s| ticks.iter().find(|t| t.id == s.cut_tick).cloned());
     let uncut = cut.as_ref().map_or(0, |c| tick::count_after(&c.snapshot));
     // The oldest undelivered row committed after the tick before its own.
@@ -84,6 +87,43 @@ fn status() -> TableIterator<
         None => (None, state, pending + uncut, oldest, batches.len() as i64, None, None, dead, None, None, None, None, None),
     };
     TableIterator::once(row)
+}
+
+/// The status while the library is newer than the installed SQL objects
+/// (before ALTER EXTENSION ably_pg UPDATE): the old queue keeps only
+/// undelivered rows, so counting them is the depth.
+fn needs_update() -> TableIterator<
+    'static,
+    (
+        name!(worker_pid, Option<i32>),
+        name!(state, String),
+        name!(queue_depth, i64),
+        name!(oldest_age, Option<Interval>),
+        name!(in_flight_batches, i64),
+        name!(messages_delivered, Option<i64>),
+        name!(requests, Option<i64>),
+        name!(dead_letters, i64),
+        name!(last_error_at, Option<TimestampWithTimeZone>),
+        name!(last_error_status, Option<i32>),
+        name!(last_error_code, Option<i32>),
+        name!(last_error_message, Option<String>),
+        name!(started_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let count = |table: &str| {
+        let mut n = 0i64;
+        Table::open(table, pg_sys::AccessShareLock).scan_all(|_| {
+            n += 1;
+            false
+        });
+        n
+    };
+    let depth = (0..crate::queue::PARTS).map(|p| count(&format!("queue_{p}"))).sum();
+    let message = format!(
+        "the ably_pg library is version {} and the extension's objects are older: run ALTER EXTENSION ably_pg UPDATE",
+        env!("CARGO_PKG_VERSION")
+    );
+    TableIterator::once((None, "needs-update".to_string(), depth, None, count("batches"), None, None, count("dead_letters"), None, None, None, Some(message), None))
 }
 
 /// Messages committed and not yet acknowledged by Ably: those of recorded

@@ -98,6 +98,7 @@ pub extern "C-unwind" fn ably_pg_worker_main(arg: pg_sys::Datum) {
         ExitReason::None => log!("ably_pg worker for database {database} stopped"),
         ExitReason::NoExtension => log!("ably_pg worker for database {database} stopped: the extension was dropped"),
         ExitReason::DatabaseDropping => log!("ably_pg worker for database {database} stopped: the database is being dropped"),
+        ExitReason::NeedsUpdate => {}
     }
 }
 
@@ -133,6 +134,8 @@ struct Worker {
     /// Transaction ids of the worker's own recent rounds (they queue
     /// nothing, so they are no reason for a new tick).
     own_xids: Vec<u64>,
+    /// The extension the in-memory state belongs to.
+    extension_oid: Option<pg_sys::Oid>,
 }
 
 fn poll_interval() -> Duration {
@@ -167,6 +170,7 @@ impl Worker {
             batch_size: guc::BATCH_SIZE.get().max(1) as usize,
             forgotten_before: 0,
             own_xids: Vec::new(),
+            extension_oid: None,
         }
     }
 
@@ -188,6 +192,10 @@ impl Worker {
             }
             match self.step() {
                 Ok(next) => sleep = next,
+                Err(ExitReason::NeedsUpdate) => {
+                    self.slot.set_state(WorkerState::NeedsUpdate);
+                    sleep = poll_interval();
+                }
                 Err(reason) => return reason,
             }
         }
@@ -270,12 +278,32 @@ impl Worker {
             pg_sys::StartTransactionCommand();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         }
-        if catalog::extension().is_none() {
-            unsafe {
-                pg_sys::PopActiveSnapshot();
-                pg_sys::AbortCurrentTransaction();
+        match catalog::extension() {
+            None => {
+                unsafe {
+                    pg_sys::PopActiveSnapshot();
+                    pg_sys::AbortCurrentTransaction();
+                }
+                return Err(ExitReason::NoExtension);
             }
-            return Err(ExitReason::NoExtension);
+            Some(e) if !e.current => {
+                // A new library with the old version's tables: wait for
+                // ALTER EXTENSION ably_pg UPDATE; touch nothing.
+                unsafe {
+                    pg_sys::PopActiveSnapshot();
+                    pg_sys::AbortCurrentTransaction();
+                }
+                self.forget();
+                return Err(ExitReason::NeedsUpdate);
+            }
+            Some(e) => {
+                // Dropped and created again between two rounds: a new
+                // extension, whose state is not this worker's memory.
+                if self.extension_oid.is_some_and(|oid| oid != e.oid) {
+                    self.forget();
+                }
+                self.extension_oid = Some(e.oid);
+            }
         }
         if database_being_dropped() {
             unsafe {
@@ -327,6 +355,9 @@ impl Worker {
         self.uncut.clear();
         self.publisher = None;
         self.jobs_in_flight = 0;
+        self.forgotten_before = 0;
+        self.own_xids.clear();
+        self.rows_in_part = [0; PARTS as usize];
     }
 
     /// Steps 1–4 of a round in one transaction; returns the batches to send.
@@ -382,7 +413,7 @@ impl Worker {
             }
         }
         self.slot.set_part(state.current_part);
-        let ticks = tick::load_from(0);
+        let ticks = tick::load_from(i64::MIN);
         let records = batch::load_all();
         self.lanes = Lanes::new(self.batch_size);
         let now = Instant::now();
