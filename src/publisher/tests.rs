@@ -1,9 +1,7 @@
 //! The publisher against tiny HTTP servers of its own: headers, bodies,
 //! fallbacks, retries, reply shapes and what each reply means.
 
-use super::config::endpoint_hosts;
-use super::outcome::error_from_json;
-use super::wire::{encode_path_segment, group_specs, spec_size, wire_spec, MAX_BATCH_BODY};
+use super::wire::{encode_path_segment, spec_size, wire_spec};
 use super::*;
 use super::http::MAX_RETRIES;
 use base64::Engine as _;
