@@ -5,23 +5,24 @@
 #   equal the release's (ALTER EXTENSION ... UPDATE would not see a change);
 # - a newer version: sql/ably_pg--<released>--<version>.sql must exist.
 # The scripts compared are the ones `cargo pgrx package` generates (for the
-# tag: scripts/build-release.sh), without their comments.
+# release: scripts/build-release.sh), without their comments. Releases are
+# listed in scripts/releases (a checkout need not have the git tags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pgversions.sh
 
-tag="$(git describe --tags --abbrev=0 --match 'v[0-9]*' 2>/dev/null || true)"
-if [ -z "$tag" ]; then
-  echo "check-upgrade: no release tag, nothing to compare"
+released="$(awk '!/^#/ && NF { print $1 }' scripts/releases | sort -V | tail -1)"
+if [ -z "$released" ]; then
+  echo "check-upgrade: no release in scripts/releases, nothing to compare"
   exit 0
 fi
-released="${tag#v}"
+tag="v$released"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 share=share/postgresql/15/extension
 
 if [ "$version" = "$released" ]; then
   bash scripts/pgtree.sh "$PG_DEFAULT" >/dev/null
-  old="$(bash scripts/build-release.sh "$tag" "$PG_DEFAULT")/usr/$share/ably_pg--$released.sql"
+  old="$(bash scripts/build-release.sh "$released" "$PG_DEFAULT")/usr/$share/ably_pg--$released.sql"
   new="target/pg/$PG_DEFAULT/$share/ably_pg--$version.sql"
   if ! diff -q <(grep -v '^\s*--' "$old") <(grep -v '^\s*--' "$new") >/dev/null; then
     echo "check-upgrade: the extension's SQL changed since $tag, but the version is still $version." >&2

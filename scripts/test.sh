@@ -39,7 +39,7 @@ step "The ably SDK against the local Ably-compatible server"
 for v in $versions; do
   step "Delivery and security on PostgreSQL $v: worker → local Ably server → ably SDK"
   release=""
-  if [ "$v" = 15 ]; then release="$(bash scripts/build-release.sh v0.1.0 15)"; fi
+  if [ "$v" = 15 ]; then release="$(bash scripts/build-release.sh 0.1.0 15)"; fi
   (cd tests && PG="$v" ABLY_PG_RELEASE_010="$release" npm test)
 done
 

@@ -6,7 +6,7 @@
 // kept, the rules work, and the database's schema equals a fresh 0.2.0
 // install with the same rules.
 //
-// Needs ABLY_PG_RELEASE_010: the folder `scripts/build-release.sh v0.1.0 15`
+// Needs ABLY_PG_RELEASE_010: the folder `scripts/build-release.sh 0.1.0 15`
 // printed (0.1.0 built from its tag).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
