@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import http from 'node:http';
 import pg from 'pg';
 import { BENCH, TEST_KEY, now, sleep, startMeter, stopMeter, processCpu } from './harness.mjs';
-import { walBreakdown, walSummary } from './wal.mjs';
+import { walBreakdown, walSummary, workerCounts } from './wal.mjs';
 import { startProfile, summarize } from './profile.mjs';
 
 export const DEFAULT_SETTINGS = { batchSize: 500, maxInFlight: 8 };
@@ -122,6 +122,7 @@ export async function backlogDrains(h, { backlog, grids, log, profile = false, w
         drainWalBytesPerMessage: drainWalBytes / backlog,
         wal,
         workerWalBytesPerMessage: wal && !wal.error ? wal.classes.worker.bytes / backlog : null,
+        workerCounts: wal && !wal.error ? workerCounts(wal, backlog) : null,
       };
       runs.push(run);
       log(`delivery: ${channels} channels, batch_size ${settings.batchSize}, max_in_flight ${settings.maxInFlight}: `

@@ -1,13 +1,16 @@
-// `--profile`: perf record -g on the delivery worker (all its threads)
-// during a phase, summarized as text: the flat profile by thread, library
-// and symbol (perf report --stdio --no-children), by library, and the top of
-// the call graph. The raw perf.data files are deleted. Hardware counters are
-// not available in this VM, so the event is the cpu-clock software timer.
+// `--profile`: perf record on the delivery worker (all its threads, DWARF
+// call stacks, 299 Hz) during a phase, summarized as text: the share per
+// thread and library, the inclusive share of the worker's own functions and
+// of the costs around them (commits, catalog look-ups, the HTTP client), the
+// flat profile (perf report --stdio --no-children) and the top of the call
+// graph. The raw perf.data files are deleted (BENCH_PERF_KEEP=DIR keeps
+// them). Hardware counters are not available in this VM, so the event is the
+// cpu-clock software timer.
 
 import { spawn, execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, basename } from 'node:path';
 
 let dir = null;
 
@@ -42,11 +45,18 @@ const run = async (args, limit) => {
  * returns it; `summarize(recording)` makes the text summary and deletes the
  * data (call it when nothing is being timed).
  */
-export function startProfile(pid, label, { freq = 999 } = {}) {
+const INTERESTING = /ably_pg::|ureq::|XLogFlush|fdatasync|clone3|CommitTransactionCommand|StartTransactionCommand|get_extension_oid|WaitLatchOrSocket|heap_insert|index_insert|heap_fetch|index_getnext|systable_beginscan|GetSnapshotData|SetLatch|__libc_kill|pg_detoast|OutputFunctionCall|serde/;
+
+export function startProfile(pid, label, { freq = Number(process.env.BENCH_PERF_FREQ ?? 299) } = {}) {
   dir ??= mkdtempSync(join(tmpdir(), 'ablypg-bench-perf-'));
   const file = join(dir, `${label.replace(/[^\w.-]+/g, '_')}.data`);
   const started = Date.now();
-  const p = spawn('perf', ['record', '-e', 'cpu-clock', '-F', String(freq), '-g', '-p', String(pid), '-o', file, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // DWARF stacks by default: neither PostgreSQL nor the release build keeps
+  // frame pointers, so plain -g stacks stop after a frame or two.
+  // BENCH_PERF_CALL_GRAPH=fp gives -g (smaller, faster recordings).
+  const mode = process.env.BENCH_PERF_CALL_GRAPH ?? 'dwarf';
+  const callGraph = mode === 'fp' ? ['-g'] : ['--call-graph', mode];
+  const p = spawn('perf', ['record', '-e', 'cpu-clock', '-F', String(freq), ...callGraph, '-p', String(pid), '-o', file, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   p.stderr.on('data', (d) => { err += d; });
   const exited = new Promise((resolve) => p.on('exit', resolve));
@@ -55,34 +65,41 @@ export function startProfile(pid, label, { freq = 999 } = {}) {
       const seconds = (Date.now() - started) / 1000;
       p.kill('SIGINT');
       await exited;
-      return { label, pid, seconds, freq, file, err };
+      return { label, pid, seconds, freq, file, err, callGraph: callGraph.join(' ') };
     },
   };
 }
 
 export async function summarize(rec) {
   if (!rec) return null;
-  const { label, pid, seconds, freq, file, err } = rec;
+  const { label, pid, seconds, freq, file, err, callGraph } = rec;
   let size = 0;
   try { size = statSync(file).size; } catch { /* no file */ }
   if (!size) return { label, pid, seconds, error: `perf record wrote nothing: ${err.trim()}` };
   const base = ['report', '-i', file, '--stdio', '--no-children'];
-  const publishers = Array.from({ length: 64 }, (_, i) => `ably-publish-${i}`).join(',');
   const summary = {
     label,
     pid,
     seconds,
-    event: `cpu-clock, ${freq} Hz, -g (frame pointers)`,
+    event: `cpu-clock, ${freq} Hz, ${callGraph}`,
     // Share of the worker's samples per thread and library.
     byLibrary: await run([...base, '-g', 'none', '--sort', 'comm,dso', '--percent-limit', '1'], 30),
-    // Flat, all threads together, then the main thread and the HTTP threads
-    // apart (percentages stay shares of all the worker's samples).
+    // Inclusive share of the functions that matter for tuning (with DWARF
+    // stacks: the worker's round, its catalog look-ups, commits, the HTTP
+    // client).
+    inclusive: (await run(['report', '-i', file, '--stdio', '--children', '-g', 'none', '--sort', 'symbol', '--percent-limit', '0.5'], 400))
+      .split('\n').filter((l) => l.startsWith('#') || INTERESTING.test(l)).slice(0, 45).join('\n'),
+    // Flat, self time, all threads together.
     top: await run([...base, '-g', 'none', '--sort', 'dso,symbol', '--percent-limit', '0.7'], 40),
-    mainThread: await run([...base, '-g', 'none', '--comms', 'postgres', '--sort', 'dso,symbol', '--percent-limit', '0.5'], 30),
-    publisherThreads: await run([...base, '-g', 'none', '--comms', publishers, '--sort', 'dso,symbol', '--percent-limit', '0.5'], 25),
     // The same as `perf report --stdio --no-children | head`.
     callGraph: await run([...base, '--sort', 'dso,symbol', '--percent-limit', '3'], 100),
   };
+  // BENCH_PERF_KEEP=DIR keeps the recording there for a closer look.
+  if (process.env.BENCH_PERF_KEEP) {
+    const kept = join(process.env.BENCH_PERF_KEEP, basename(file));
+    copyFileSync(file, kept);
+    summary.kept = kept;
+  }
   rmSync(file, { force: true });
   return summary;
 }

@@ -84,10 +84,17 @@ export function targets(r) {
       const ph = withTx?.queue.phases;
       const bk = withTx?.queue.bookkeeping;
       const stillGrowing = bk ? bk.atEnd.bytes > 2 * bk.atThird.bytes + 2 ** 20 : null;
-      const bounded = ph?.withLongTx && ph.withoutLongTx ? ph.withLongTx.maxQueueBytes <= 1.5 * ph.withoutLongTx.maxQueueBytes + 2 ** 20 && !stillGrowing : null;
-      const size = ph?.withLongTx ? `${mb(ph.withoutLongTx?.maxQueueBytes)} MB max without, ${mb(ph.withLongTx.maxQueueBytes)} MB max with the transaction open` : '–';
+      // The parts fill and empty with every rotation: a phase says something
+      // about the bound only if it spans two rotations or more.
+      const rotationsIn = (p) => (p ? withTx.rotations.filter((x) => x.t >= p.from && x.t <= p.to).length : 0);
+      const judgeable = ph?.withLongTx && ph.withoutLongTx && rotationsIn(ph.withLongTx) >= 2 && rotationsIn(ph.withoutLongTx) >= 2;
+      const partsBounded = judgeable ? ph.withLongTx.maxQueueBytes <= 1.5 * ph.withoutLongTx.maxQueueBytes + 2 ** 20 : null;
+      const bounded = stillGrowing ? false : partsBounded;
+      const size = ph?.withLongTx ? `${mb(ph.withoutLongTx?.maxQueueBytes)} MB max without, ${mb(ph.withLongTx.maxQueueBytes)} MB max with the transaction open (${rotationsIn(ph.withoutLongTx)} / ${rotationsIn(ph.withLongTx)} rotations${judgeable ? '' : ': too few to compare'})` : '–';
       const growth = bk ? `; ably.batches + ably.ticks ${mb(bk.atThird.bytes)} MB at ${int(bk.atThird.t)} s → ${mb(bk.atEnd.bytes)} MB at ${int(bk.atEnd.t)} s (+${int(bk.bytesPer1000Messages)} B per 1,000 messages)` : '';
-      rows.push([`queue size (parts + ably.batches + ably.ticks) bounded, same run`, `${size}${growth}`, 'bounded (2.8–46 MB at 5,000/s)', 'bounded; no growth with time or with the long transaction', yes(withTx ? bounded : null)]);
+      const exactBook = withTx?.exactDead.filter((e) => e.bookkeeping) ?? [];
+      const deadBook = exactBook.length ? `; pgstattuple dead tuples in ably.batches / ably.ticks: ${exactBook.map((e) => `${int(e.bookkeeping['ably.batches']?.dead)} / ${int(e.bookkeeping['ably.ticks']?.dead)} (${e.when})`).join(', ')}` : '';
+      rows.push([`queue size (parts + ably.batches + ably.ticks) bounded without VACUUM, same run`, `${size}${growth}${deadBook}`, 'bounded (2.8–46 MB at 5,000/s)', 'bounded; no growth with time or with the long transaction', bounded === null ? 'not judged (run too short)' : yes(bounded)]);
     } else {
       rows.push(['dead tuples in queue parts', '–', PREVIOUS.deadTuples, '0 at all times', yes(null)]);
     }
@@ -136,7 +143,9 @@ export function report(r, { json = null } = {}) {
   out += table(['measure', 'this run', `previous (${'bff62f3'})`, 'target', 'met?'], rows);
   const met = rows.filter((x) => x[4] === '**met**').map((x) => x[0]);
   const notMet = rows.filter((x) => x[4] === '**not met**').map((x) => x[0]);
-  out += `\nMet: ${met.length ? met.join('; ') : 'none'}.\n\nNot met: ${notMet.length ? notMet.join('; ') : 'none'}.\n`;
+  const other = rows.filter((x) => x[4] !== '**met**' && x[4] !== '**not met**').map((x) => `${x[0]} (${x[4]})`);
+  out += `\n**Met (${met.length}):** ${met.length ? met.join('; ') : 'none'}.\n\n**Not met (${notMet.length}):** ${notMet.length ? notMet.join('; ') : 'none'}.\n`;
+  if (other.length) out += `\nNot judged: ${other.join('; ')}.\n`;
   out += `\nPrevious: ${PREVIOUS.source}. Ratios are within one run on a 2-core box where the database, the worker, the local server, pgbench and the subscriber share the cores.\n`;
 
   if (r.writePath) {
@@ -160,13 +169,14 @@ export function report(r, { json = null } = {}) {
     if (walRuns.length) {
       out += `\nWAL by class at ${last} clients (pg_waldump, bytes per transaction, median over rounds; worker's largest record types per message delivered):\n\n`;
       const med = (xs) => { const a = xs.filter((x) => Number.isFinite(x)).sort((p, q) => p - q); return a.length ? a[Math.floor((a.length - 1) / 2)] : null; };
-      out += table(['variant', 'writers B/tx', 'queue B/tx', 'worker B/tx', 'other B/tx', 'worker FPI records', 'worker top record types (B/msg)'],
+      out += table(['variant', 'writers B/tx', 'queue B/tx', 'worker B/tx', 'other B/tx', 'worker per 1,000 msgs: commits / batches / ticks', 'worker top record types (B/msg)'],
         [...new Set(walRuns.map((x) => x.variant))].map((id) => {
           const mine = walRuns.filter((x) => x.variant === id);
           const per = (cls) => med(mine.map((x) => x.wal.classes[cls].bytes / x.transactions));
           const lastRun = mine[mine.length - 1];
           const top = Object.entries(lastRun.wal.classes.worker.byType).slice(0, 5).map(([t, v]) => `${t} ${f1(v.bytes / lastRun.delivered)}`).join(', ');
-          return [id, f1(per('writers')), f1(per('queue')), f1(per('worker')), f1(per('other')), int(lastRun.wal.classes.worker.fpiRecords), top];
+          const n = lastRun.wal.workerCounts;
+          return [id, f1(per('writers')), f1(per('queue')), f1(per('worker')), f1(per('other')), n ? `${f1(n.commitsPer1000)} / ${f1(n.batchesPer1000)} / ${f1(n.ticksPer1000)}` : '–', top];
         }));
     }
   }
@@ -186,10 +196,11 @@ export function report(r, { json = null } = {}) {
     const dumps = d.runs.filter((x) => x.wal?.classes);
     if (dumps.length) {
       out += `\nThe worker's WAL in the default drains by record type (bytes per message; pg_waldump):\n\n`;
-      out += table(['channels', 'worker B/msg', 'FPI records', 'record types (B/msg)', 'by relation (B/msg)'],
+      out += table(['channels', 'worker B/msg', 'per 1,000 msgs: commits / batches / ticks', 'FPI records', 'record types (B/msg)', 'by relation (B/msg)'],
         dumps.map((x) => {
           const c = x.wal.classes.worker;
-          return [int(x.channels), f1(c.bytes / x.backlog), int(c.fpiRecords),
+          const n = x.workerCounts;
+          return [int(x.channels), f1(c.bytes / x.backlog), n ? `${f1(n.commitsPer1000)} / ${f1(n.batchesPer1000)} / ${f1(n.ticksPer1000)}` : '–', int(c.fpiRecords),
             Object.entries(c.byType).slice(0, 7).map(([t, v]) => `${t} ${f1(v.bytes / x.backlog)}`).join(', '),
             Object.entries(c.byRelation).slice(0, 5).map(([t, v]) => `${t} ${f1(v / x.backlog)}`).join(', ')];
         }));
@@ -265,7 +276,10 @@ export function report(r, { json = null } = {}) {
       const wl = windows.filter((s) => s.window.wal?.classes);
       if (wl.length) {
         out += '\nThe worker\'s WAL in the window by record type (B/msg):\n\n';
-        out += wl.map((s) => `- ${int(s.targetRate)}/s: ${Object.entries(s.window.wal.classes.worker.byType).slice(0, 8).map(([t, v]) => `${t} ${f1(v.bytes / s.window.meter.messages)}`).join(', ')}`).join('\n') + '\n';
+        out += wl.map((s) => {
+          const n = s.window.workerCounts;
+          return `- ${int(s.targetRate)}/s: ${Object.entries(s.window.wal.classes.worker.byType).slice(0, 8).map(([t, v]) => `${t} ${f1(v.bytes / s.window.meter.messages)}`).join(', ')}${n ? `; per 1,000 messages: ${f1(n.commitsPer1000)} worker commits, ${f1(n.batchesPer1000)} batches, ${f1(n.ticksPer1000)} ticks` : ''}`;
+        }).join('\n') + '\n';
       }
     }
   }
@@ -279,13 +293,13 @@ export function report(r, { json = null } = {}) {
     out += `\n## Profiles (perf)\n\n`;
     if (!r.profile.available) out += `perf not available: ${r.profile.reason}\n`;
     else {
-      out += `${r.profile.version}; \`perf record -e cpu-clock -F 499 -g -p <worker pid>\` (all threads of the worker), reports with \`perf report --stdio --no-children\`. Percentages are of the worker's samples.\n`;
+      out += `${r.profile.version}; \`perf record -e cpu-clock -F <Hz> --call-graph dwarf -p <worker pid>\` (all threads of the worker: the main thread is "postgres", the HTTP threads "ably-publish-N"), reports with \`perf report --stdio\`. Percentages are of the worker's samples.\n`;
       for (const p of profiles) {
-        out += `\n### ${p.label} (${f1(p.seconds)} s)\n\n`;
+        out += `\n### ${p.label} (${f1(p.seconds)} s; ${p.event ?? ""})\n\n`;
         if (p.error) { out += `${p.error}\n`; continue; }
-        out += 'By thread and library:\n\n```\n' + p.byLibrary + '\n```\n\nTop symbols, all threads:\n\n```\n' + p.top + '\n```\n';
-        if (p.mainThread) out += '\nMain thread (PostgreSQL side):\n\n```\n' + p.mainThread + '\n```\n';
-        if (p.publisherThreads) out += '\nHTTP threads (ably-publish-N):\n\n```\n' + p.publisherThreads + '\n```\n';
+        out += 'By thread and library:\n\n```\n' + p.byLibrary + '\n```\n';
+        if (p.inclusive) out += '\nInclusive (children) share of the worker\'s functions and what they call:\n\n```\n' + p.inclusive + '\n```\n';
+        out += '\nSelf time, top symbols:\n\n```\n' + p.top + '\n```\n';
         out += '\nCall graph (head):\n\n```\n' + p.callGraph + '\n```\n';
       }
     }

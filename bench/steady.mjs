@@ -11,7 +11,7 @@
 import * as Ably from 'ably';
 import pg from 'pg';
 import { TEST_KEY, now, sleep, waitFor, percentiles, processCpu, startMeter, stopMeter } from './harness.mjs';
-import { walBreakdown, walSummary } from './wal.mjs';
+import { walBreakdown, walSummary, workerCounts } from './wal.mjs';
 import { startProfile, summarize } from './profile.mjs';
 
 /** Subscribes to steady:1..channels; records when each row of `table`
@@ -167,9 +167,13 @@ export async function steadyRun(h, { table, rate, seconds, segmentSeconds = 60, 
     const meter = await startMeter(h);
     const prof = profile ? startProfile(meter.pids.worker, `steady ${rate}/s`) : null;
     const from = rel();
-    await sleep(window.seconds * 1000);
-    const m = await stopMeter(h, meter);
+    // perf records the first 20 s of the window at most (DWARF stacks make
+    // large recordings).
+    const profiled = Math.min(window.seconds, 20);
+    await sleep(profiled * 1000);
     const recording = prof ? await prof.stop() : null;
+    await sleep((window.seconds - profiled) * 1000);
+    const m = await stopMeter(h, meter);
     windowResult = { from, to: rel(), meter: m, recording, lsn: [m.startLsn, m.endLsn] };
   })();
 
@@ -247,6 +251,7 @@ export async function steadyRun(h, { table, rate, seconds, segmentSeconds = 60, 
       windowResult.wal = await walBreakdown(h, windowResult.lsn[0], windowResult.lsn[1]);
       const msgs = windowResult.meter.messages;
       windowResult.workerWalBytesPerMessage = windowResult.wal?.classes ? windowResult.wal.classes.worker.bytes / msgs : null;
+      windowResult.workerCounts = workerCounts(windowResult.wal, msgs);
       log(`steady ${rate}/s window: worker ${windowResult.meter.workerCpuUsPerMessage?.toFixed(1)} µs/msg; pg_waldump: ${walSummary(windowResult.wal, msgs)}`);
     }
 

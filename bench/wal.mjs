@@ -9,8 +9,10 @@
 //   queue   – the writers' queue rows: records on ably.queue_0..2, their
 //             indexes and TOAST, and ably.queue_id_seq;
 //   writers – everything else written by a transaction (the published
-//             tables, their indexes, the writers' COMMITs);
-//   other   – records of no transaction on no ably relation (checkpoints,
+//             tables, their indexes, the writers' COMMITs), and records of no
+//             transaction on other relations (pruning of the published
+//             tables);
+//   other   – records of no transaction on no relation (checkpoints,
 //             RUNNING_XACTS, ...).
 // Records with no transaction id on ably's relations (pruning, hint-bit full
 // page images) go to the class of the relation. Full-page images are counted
@@ -47,7 +49,7 @@ const LINE = /^rmgr: (\S+)\s+len \(rec\/tot\):\s*(\d+)\/\s*(\d+), tx:\s*(\d+), l
 const REL = /rel \d+\/\d+\/(\d+)|base\/\d+\/(\d+)/g;
 
 function newClass() {
-  return { bytes: 0, records: 0, fpiRecords: 0, byType: {}, byRelation: {} };
+  return { bytes: 0, records: 0, fpiRecords: 0, byType: {}, byRelation: {}, recordsByRelation: {}, insertsByRelation: {} };
 }
 
 function add(c, type, bytes, fpi, relName) {
@@ -57,7 +59,11 @@ function add(c, type, bytes, fpi, relName) {
   const t = (c.byType[type] ??= { records: 0, bytes: 0 });
   t.records += 1;
   t.bytes += bytes;
-  if (relName) c.byRelation[relName] = (c.byRelation[relName] ?? 0) + bytes;
+  if (relName) {
+    c.byRelation[relName] = (c.byRelation[relName] ?? 0) + bytes;
+    c.recordsByRelation[relName] = (c.recordsByRelation[relName] ?? 0) + 1;
+    if (type === 'Heap/INSERT' || type === 'Heap/INSERT+INIT') c.insertsByRelation[relName] = (c.insertsByRelation[relName] ?? 0) + 1;
+  }
 }
 
 /**
@@ -96,7 +102,9 @@ export async function walBreakdown(h, startLsn, endLsn, { maxBytes = 1024 * 2 **
     const fpi = / FPW| FPI/.test(rest) || first === 'FPI' || first === 'FPI_FOR_HINT';
     let cls = null;
     let relName = null;
+    let anyRel = false;
     for (const r of rest.matchAll(REL)) {
+      anyRel = true;
       const info = rels.get(r[1] ?? r[2]);
       if (!info) continue;
       // A record on a worker relation makes it the worker's, whatever else.
@@ -110,7 +118,9 @@ export async function walBreakdown(h, startLsn, endLsn, { maxBytes = 1024 * 2 **
       list.push([type, bytes, fpi]);
       continue;
     }
-    add(classes[cls ?? 'other'], type, bytes, fpi, relName);
+    // No transaction, no ably relation: pruning or a hint-bit image of a
+    // published table counts for the writers; the rest is the cluster's.
+    add(classes[cls ?? (anyRel ? 'writers' : 'other')], type, bytes, fpi, relName);
   }
   const code = await new Promise((resolve) => (p.exitCode !== null ? resolve(p.exitCode) : p.on('exit', resolve)));
   for (const [tx, list] of held) {
@@ -139,11 +149,27 @@ export async function walBreakdown(h, startLsn, endLsn, { maxBytes = 1024 * 2 **
   };
 }
 
+/** Per 1,000 messages: the worker's transactions (COMMIT records), the
+ * batches and ticks it recorded (heap inserts into ably.batches and
+ * ably.ticks). */
+export function workerCounts(b, messages) {
+  if (!b?.classes || !messages) return null;
+  const w = b.classes.worker;
+  const k = 1000 / messages;
+  return {
+    commitsPer1000: ((w.byType['Transaction/COMMIT']?.records ?? 0) + (w.byType['Transaction/COMMIT_PREPARED']?.records ?? 0)) * k,
+    batchesPer1000: (w.insertsByRelation['ably.batches'] ?? 0) * k,
+    ticksPer1000: (w.insertsByRelation['ably.ticks'] ?? 0) * k,
+    fpiRecords: w.fpiRecords,
+  };
+}
+
 /** A short text line: bytes per message of each class, and the worker's
  * largest record types. */
 export function walSummary(b, messages) {
   if (!b || b.error || !messages) return b?.error ?? '–';
   const per = (x) => (x / messages).toFixed(1);
   const top = Object.entries(b.classes.worker.byType).slice(0, 6).map(([t, v]) => `${t} ${per(v.bytes)}`).join(', ');
-  return `worker ${per(b.classes.worker.bytes)} B/msg (${top}); queue ${per(b.classes.queue.bytes)}; writers ${per(b.classes.writers.bytes)}; other ${per(b.classes.other.bytes)}`;
+  const n = workerCounts(b, messages);
+  return `worker ${per(b.classes.worker.bytes)} B/msg (${top}; per 1,000 messages ${n.commitsPer1000.toFixed(0)} worker commits, ${n.batchesPer1000.toFixed(0)} batches, ${n.ticksPer1000.toFixed(0)} ticks); queue ${per(b.classes.queue.bytes)}; writers ${per(b.classes.writers.bytes)}; other ${per(b.classes.other.bytes)}`;
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import pg from 'pg';
 import { BENCH, median, startMeter, stopMeter } from './harness.mjs';
-import { walBreakdown } from './wal.mjs';
+import { walBreakdown, workerCounts } from './wal.mjs';
 
 /** `delivery`: 'active' = the worker sends to the local server meanwhile;
  * 'paused' = empty API key, so only the trigger and queue insert are paid. */
@@ -80,7 +80,7 @@ export async function writePath(h, { clients, rounds, seconds, updateRows, log, 
             if (walDump && c === clients[clients.length - 1]) {
               const wal = await walBreakdown(h, m.startLsn, m.endLsn);
               if (wal && !wal.error) {
-                run.wal = { classes: Object.fromEntries(Object.entries(wal.classes).map(([k, x]) => [k, { bytes: x.bytes, records: x.records, fpiRecords: x.fpiRecords, byType: Object.fromEntries(Object.entries(x.byType).slice(0, 8)) }])), truncated: wal.truncated };
+                run.wal = { classes: Object.fromEntries(Object.entries(wal.classes).map(([k, x]) => [k, { bytes: x.bytes, records: x.records, fpiRecords: x.fpiRecords, byType: Object.fromEntries(Object.entries(x.byType).slice(0, 8)) }])), truncated: wal.truncated, workerCounts: workerCounts(wal, m.messages) };
                 run.workerWalBytesPerMessage = m.messages > 0 ? wal.classes.worker.bytes / m.messages : null;
                 run.queueWalBytesPerTx = wal.classes.queue.bytes / res.transactions;
               } else run.wal = wal;
