@@ -26,7 +26,7 @@ function table(header, rows) {
 /** The figures recorded before the PgQ-style queue (full run at bff62f3,
  * bench/RESULTS.md of that commit and issue 11). */
 export const PREVIOUS = {
-  source: 'full run at bff62f3 (the per-row DELETE queue), as recorded in bench/RESULTS.md and issue 11',
+  source: 'full run at bff62f3 (the per-row DELETE queue), as recorded in bench/RESULTS.md and bench/results-full.json of 6d2366a and in issue 11',
   insertDelivering: '0.47–0.54',
   insertPaused: '0.73–0.77',
   updateDelivering: '0.56',
@@ -83,7 +83,9 @@ export function targets(r) {
         yes(withTx ? pgstat === 0 && exact === 0 : null)]);
       const ph = withTx?.queue.phases;
       const bk = withTx?.queue.bookkeeping;
-      const stillGrowing = bk ? bk.atEnd.bytes > 2 * bk.atThird.bytes + 2 ** 20 : null;
+      // Still growing: more than 1 MB and more than 1 byte per message
+      // delivered between a third into the writing phase and its end.
+      const stillGrowing = bk ? bk.atEnd.bytes - bk.atThird.bytes > 2 ** 20 && bk.bytesPer1000Messages > 1000 : null;
       // The parts fill and empty with every rotation: a phase says something
       // about the bound only if it spans two rotations or more.
       const rotationsIn = (p) => (p ? withTx.rotations.filter((x) => x.t >= p.from && x.t <= p.to).length : 0);
@@ -167,16 +169,19 @@ export function report(r, { json = null } = {}) {
     out += '\n"ably_pg" = worker delivering to the local server during the run; "paused" = empty API key (the worker still cuts up to its cut-ahead of the queue into batches, so its CPU is not zero).\n';
     const walRuns = w.runs.filter((x) => x.wal?.classes);
     if (walRuns.length) {
-      out += `\nWAL by class at ${last} clients (pg_waldump, bytes per transaction, median over rounds; worker's largest record types per message delivered):\n\n`;
+      out += `\nWAL by class at ${last} clients (pg_waldump, bytes per transaction, median over rounds; record types and full-page images of the last round; the worker's per message delivered). Each run follows a CHECKPOINT, so the first change of every page after it carries a full-page image.\n\n`;
       const med = (xs) => { const a = xs.filter((x) => Number.isFinite(x)).sort((p, q) => p - q); return a.length ? a[Math.floor((a.length - 1) / 2)] : null; };
-      out += table(['variant', 'writers B/tx', 'queue B/tx', 'worker B/tx', 'other B/tx', 'worker per 1,000 msgs: commits / batches / ticks', 'worker top record types (B/msg)'],
+      out += table(['variant', 'writers B/tx', 'queue B/tx (top record types; full-page images)', 'worker B/tx', 'other B/tx', 'worker per 1,000 msgs: commits / batches / ticks', 'worker top record types (B/msg)'],
         [...new Set(walRuns.map((x) => x.variant))].map((id) => {
           const mine = walRuns.filter((x) => x.variant === id);
           const per = (cls) => med(mine.map((x) => x.wal.classes[cls].bytes / x.transactions));
           const lastRun = mine[mine.length - 1];
           const top = Object.entries(lastRun.wal.classes.worker.byType).slice(0, 5).map(([t, v]) => `${t} ${f1(v.bytes / lastRun.delivered)}`).join(', ');
           const n = lastRun.wal.workerCounts;
-          return [id, f1(per('writers')), f1(per('queue')), f1(per('worker')), f1(per('other')), n ? `${f1(n.commitsPer1000)} / ${f1(n.batchesPer1000)} / ${f1(n.ticksPer1000)}` : '–', top];
+          const q = lastRun.wal.classes.queue;
+          const qTop = Object.entries(q.byType).slice(0, 3).map(([t, v]) => `${t} ${f1(v.bytes / lastRun.transactions)}`).join(', ');
+          const fpi = (cls) => f1((lastRun.wal.classes[cls].fpiBytes ?? 0) / lastRun.transactions);
+          return [id, f1(per('writers')), `${f1(per('queue'))} (${qTop}; FPI ${fpi('queue')})`, `${f1(per('worker'))} (FPI ${fpi('worker')})`, f1(per('other')), n ? `${f1(n.commitsPer1000)} / ${f1(n.batchesPer1000)} / ${f1(n.ticksPer1000)}` : '–', top];
         }));
     }
   }
@@ -254,6 +259,8 @@ export function report(r, { json = null } = {}) {
       const st = (x) => (x ? `ins ${int(x.ins)}, del ${int(x.del)}, n_dead_tup ${int(x.dead)}, vacuums ${int(x.vacuums)}` : '–');
       return `${int(s.targetRate)}/s: ${mb(bk.atThird.bytes)} MB at ${int(bk.atThird.t)} s → ${mb(bk.atEnd.bytes)} MB at ${int(bk.atEnd.t)} s (${int(bk.bytesPer1000Messages)} B per 1,000 messages delivered), ${mb(bk.final)} MB after the drain; statistics of ably.batches: ${st(bk.batchesStats)}; of ably.ticks: ${st(bk.ticksStats)}`;
     }).join('; ')}.\n`;
+    const silent = r.steady.filter((s) => s.queue.bookkeeping?.batchesStats && s.queue.bookkeeping.batchesStats.ins === 0 && s.received > 0);
+    if (silent.length) out += `\n**The worker's table statistics never reach pg_stat:** after ${silent.map((s) => `${int(s.received)} messages at ${int(s.targetRate)}/s`).join(' and ')}, pg_stat_all_tables still shows 0 inserts and 0 deletes on ably.batches (the worker, a background worker, does not report its counts), so n_dead_tup of ably.batches and ably.ticks reads 0 and autovacuum never visits them; pgstattuple above shows their real dead tuples.\n`;
     const lt = r.steady.find((s) => s.longTx);
     if (lt) out += `\nThe REPEATABLE READ transaction (BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ${lt.table}) was open from ${f1(lt.longTx.opened)} s to ${f1(lt.longTx.closed)} s of the ${int(lt.targetRate)}/s run; its xmin was ${int(lt.longTx.horizonAgeAtEnd)} transactions old when it ended.\n`;
 
@@ -321,10 +328,11 @@ const NOTES = `
 - **Undelivered.** Queue rows stay in their part until the whole part is truncated, so nothing reads \`ably.queue\` as "undelivered": the benchmark waits for \`SELECT queue_depth FROM ably.status\` = 0 (committed messages not acknowledged: those of recorded batches plus rows not cut yet). Pausing is \`ALTER SYSTEM SET ably.api_key = ''\` + reload (state \`no-api-key\`).
 - **CPU per message.** utime + stime of the worker process (all threads; pid = \`ably.status.worker_pid\`) from \`/proc/<pid>/stat\` over the phase, ÷ the phase's \`ably.status.messages_delivered\` delta, in µs (µs/msg = ms per 1,000 messages). The local server the same way with its pid. Per-thread figures come from \`/proc/<pid>/task/*/stat\` (main thread \`postgres\`, HTTP threads \`ably-publish-N\`).
 - **WAL per message.** Backlog drain (writers stopped): \`pg_current_wal_lsn()\` difference from the resume to queue_depth = 0, ÷ backlog; the bench itself only reads and \`backlog\` has autovacuum off, so that is the worker's WAL, except the batches the worker cut while paused (it cuts up to its cut-ahead, ≥ 20,000 messages, whether or not it may send; "cut while paused"). So the drain is also read with pg_waldump from the loader's COMMIT to 1 s after the drain (the truncation included) and the worker's records counted (bench/wal.mjs: records on ably.batches, ticks, queue_state, dead_letters, batch_id_seq, every record of a transaction that wrote one of them, and Storage records). The target is judged on the larger of the two. Phases with writers: the whole cluster's WAL ÷ messages, which includes the writers' table rows, their indexes, the queue rows and commits; pg_waldump splits it into writers / queue / worker / other.
-- **Dead tuples.** \`n_dead_tup\` of ably.queue_0..2 (and ably's other tables) from pg_stat_all_tables every sample: each backend flushes its counts about once a second when idle (pg_stat_force_next_flush() is per backend), so the bench polls and reads the maximum; \`pgstattuple\` counts the parts' dead tuples exactly just before the REPEATABLE READ transaction ends and after the run. n_tup_upd + n_tup_del of the parts are shown as well (always 0 if rows are never updated or deleted).
+- **Dead tuples.** \`n_dead_tup\` of ably.queue_0..2 (and ably's other tables) from pg_stat_all_tables every sample: each backend flushes its counts about once a second when idle (pg_stat_force_next_flush() is per backend), so the bench polls and reads the maximum; \`pgstattuple\` counts the dead tuples of the parts, ably.batches and ably.ticks exactly 3 s before the REPEATABLE READ transaction ends and after the run. n_tup_upd + n_tup_del of the parts are shown as well (always 0 if rows are never updated or deleted). The REPEATABLE READ transaction is \`BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM steady_5000\` on its own connection (a snapshot, no transaction id), 5 minutes into a 10-minute run at 5,000/s (quick: 20 s of 40 s); the age of its backend_xmin is sampled to show it held the horizon.
+- **Queue size.** pg_total_relation_size of ably.queue_0..2 + ably.batches + ably.ticks every sample; "bounded" is judged from the maxima with and without the long transaction (only if each phase spans two rotations or more) and from whether ably.batches + ably.ticks keep growing (more than 1 MB and more than 1 byte per message delivered between a third into the writing phase and its end).
 - **Delivery ratios.** The worker's sustained rate (10–90 % of the backlog acknowledged, from the server's stored-message counter polled every 50 ms) over the rate a plain Node HTTP client (keep-alive, unique ids) gets from the server with the worker's mean request shape of that run. 1 channel: the sink at concurrency 1 (the worker sends one request at a time per channel); 100 and 10,000 channels: the best of concurrencies 8, 32 and max_in_flight.
 - **Latency.** pgbench --rate with 8 clients writes rows spread over 10 channels; long runs are 60 s segments of fresh connections. Commit = pg_xact_commit_timestamp(xmin) (track_commit_timestamp on), arrival at the server = its message timestamp, at the subscriber = the ably SDK callback; same machine, same clock (the drift between the bench's clock and the wall clock is in the JSON, clockSkewMs).
-- **Profiles** (\`--profile\`): perf record on the worker during the default-settings drains and a window of each steady run.
+- **Profiles** (\`--profile\`, or \`scripts/bench.sh --profile\`, which installs linux-perf if perf is missing): \`perf record -e cpu-clock --call-graph dwarf\` at 299 Hz on the worker process (all threads) during each default-settings drain (from just before the backlog is loaded) and the first 20 s of the measured window of each steady run. The summary keeps the share per thread and library, the inclusive share of the worker's functions, the self-time top and the head of \`perf report --stdio --no-children\`. BENCH_PERF_CALL_GRAPH=fp records plain -g stacks; BENCH_PERF_KEEP=DIR keeps the perf.data files.
 `;
 
 function main() {

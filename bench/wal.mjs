@@ -49,13 +49,17 @@ const LINE = /^rmgr: (\S+)\s+len \(rec\/tot\):\s*(\d+)\/\s*(\d+), tx:\s*(\d+), l
 const REL = /rel \d+\/\d+\/(\d+)|base\/\d+\/(\d+)/g;
 
 function newClass() {
-  return { bytes: 0, records: 0, fpiRecords: 0, byType: {}, byRelation: {}, recordsByRelation: {}, insertsByRelation: {} };
+  return { bytes: 0, records: 0, fpiRecords: 0, fpiBytes: 0, byType: {}, byRelation: {}, recordsByRelation: {}, insertsByRelation: {} };
 }
 
 function add(c, type, bytes, fpi, relName) {
   c.bytes += bytes;
   c.records += 1;
-  if (fpi) c.fpiRecords += 1;
+  if (fpi) {
+    c.fpiRecords += 1;
+    // The whole record, image included.
+    c.fpiBytes += bytes;
+  }
   const t = (c.byType[type] ??= { records: 0, bytes: 0 });
   t.records += 1;
   t.bytes += bytes;

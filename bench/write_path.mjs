@@ -80,7 +80,7 @@ export async function writePath(h, { clients, rounds, seconds, updateRows, log, 
             if (walDump && c === clients[clients.length - 1]) {
               const wal = await walBreakdown(h, m.startLsn, m.endLsn);
               if (wal && !wal.error) {
-                run.wal = { classes: Object.fromEntries(Object.entries(wal.classes).map(([k, x]) => [k, { bytes: x.bytes, records: x.records, fpiRecords: x.fpiRecords, byType: Object.fromEntries(Object.entries(x.byType).slice(0, 8)) }])), truncated: wal.truncated, workerCounts: workerCounts(wal, m.messages) };
+                run.wal = { classes: Object.fromEntries(Object.entries(wal.classes).map(([k, x]) => [k, { bytes: x.bytes, records: x.records, fpiRecords: x.fpiRecords, fpiBytes: x.fpiBytes, byType: Object.fromEntries(Object.entries(x.byType).slice(0, 8)) }])), truncated: wal.truncated, workerCounts: workerCounts(wal, m.messages) };
                 run.workerWalBytesPerMessage = m.messages > 0 ? wal.classes.worker.bytes / m.messages : null;
                 run.queueWalBytesPerTx = wal.classes.queue.bytes / res.transactions;
               } else run.wal = wal;
