@@ -137,6 +137,7 @@ export function report(r, { json = null } = {}) {
   let out = `# Benchmark results\n\n`;
   out += `ably_pg benchmark, **${r.mode} mode**, ${m.cpus} CPUs (${m.cpuModel}), ${m.postgres}, Node ${m.node}, commit ${m.commit}${m.worktreeDirty ? ' (modified)' : ''}, `
     + `${r.startedAt?.slice(0, 16).replace('T', ' ')} UTC, ${f1(r.elapsedSeconds / 60)} min. Every figure is in ${json ? `\`bench/${basename(json)}\`` : 'the results JSON'}; command: \`${r.command}\`.\n`;
+  if (r.loadAverage) out += `\n1-minute load average ${f2(r.loadAverage.start)} at the start and ${f2(r.loadAverage.end)} at the end of the run (${m.cpus} CPUs; above about 2 other work shared the box).\n`;
   if (r.mode !== 'full') out += `\n**Quick mode: short runs and a smaller backlog; the figures are indicative only** (and noisy if the machine was shared).\n`;
   if (r.note) out += `\n${r.note}\n`;
 

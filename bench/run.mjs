@@ -147,6 +147,8 @@ async function main() {
     command: process.env.BENCH_COMMAND ?? `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
     mode: args.mode,
     startedAt: new Date().toISOString(),
+    // The box is shared: the 1-minute load average at the start and the end.
+    loadAverage: { start: os.loadavg()[0] },
     machine: machine(),
     config: cfg,
   };
@@ -227,6 +229,7 @@ async function main() {
     });
   }
 
+  results.loadAverage.end = os.loadavg()[0];
   results.finishedAt = new Date().toISOString();
   results.elapsedSeconds = (now() - started) / 1000;
   writeFileSync(args.out, JSON.stringify(results, null, 2) + '\n');
