@@ -7,7 +7,11 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { basename } from 'node:path';
+import { relative, resolve, dirname } from 'node:path';
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+/** A results path as the report names it: relative to the checkout if inside it. */
+const shown = (p) => { const r = relative(ROOT, resolve(p)); return r.startsWith('..') ? resolve(p) : r; };
 
 const DEFAULT = { batchSize: 500, maxInFlight: 8 };
 const isDefault = (s) => s.batchSize === DEFAULT.batchSize && s.maxInFlight === DEFAULT.maxInFlight;
@@ -136,7 +140,7 @@ export function report(r, { json = null } = {}) {
   const m = r.machine;
   let out = `# Benchmark results\n\n`;
   out += `ably_pg benchmark, **${r.mode} mode**, ${m.cpus} CPUs (${m.cpuModel}), ${m.postgres}, Node ${m.node}, commit ${m.commit}${m.worktreeDirty ? ' (modified)' : ''}, `
-    + `${r.startedAt?.slice(0, 16).replace('T', ' ')} UTC, ${f1(r.elapsedSeconds / 60)} min. Every figure is in ${json ? `\`bench/${basename(json)}\`` : 'the results JSON'}; command: \`${r.command}\`.\n`;
+    + `${r.startedAt?.slice(0, 16).replace('T', ' ')} UTC, ${f1(r.elapsedSeconds / 60)} min. Every figure is in ${json ? `\`${shown(json)}\`` : 'the results JSON'}; command: \`${r.command}\`.\n`;
   if (r.loadAverage) out += `\n1-minute load average ${f2(r.loadAverage.start)} at the start and ${f2(r.loadAverage.end)} at the end of the run (${m.cpus} CPUs; above about 2 other work shared the box).\n`;
   if (r.mode !== 'full') out += `\n**Quick mode: short runs and a smaller backlog; the figures are indicative only** (and noisy if the machine was shared).\n`;
   if (r.note) out += `\n${r.note}\n`;
