@@ -1,39 +1,76 @@
-// Delivery rate: how fast the worker empties a backlog, and how fast the
-// local server accepts the same requests from a plain HTTP client, so the
-// worker's rate can be read as a fraction of what the sink can take.
+// Delivery rate: how fast the worker empties a backlog, what that costs it
+// (CPU and WAL per message), and how fast the local server accepts requests
+// of the same shape from a plain HTTP client, so the worker's rate can be
+// read as a fraction of what the sink can take.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import http from 'node:http';
 import pg from 'pg';
-import { BENCH, TEST_KEY, now, sleep } from './harness.mjs';
+import { BENCH, TEST_KEY, now, sleep, startMeter, stopMeter, processCpu } from './harness.mjs';
+import { walBreakdown, walSummary, workerCounts } from './wal.mjs';
+import { startProfile, summarize } from './profile.mjs';
 
 export const DEFAULT_SETTINGS = { batchSize: 500, maxInFlight: 8 };
+const isDefault = (s) => s.batchSize === DEFAULT_SETTINGS.batchSize && s.maxInFlight === DEFAULT_SETTINGS.maxInFlight;
 
 /**
  * For every channel count, builds a backlog of `backlog` queued messages
  * with delivery paused, resumes delivery and times the drain, once per
  * worker setting in `grids[channels]` (the first being the default).
+ *
+ * WAL: the backlog is inserted (one transaction) right after a CHECKPOINT;
+ * the loader reads pg_current_wal_insert_lsn() just before its COMMIT. From
+ * then on nothing writes but the worker (the bench only reads; `backlog` has
+ * autovacuum off). While paused the worker already cuts up to its cut-ahead
+ * limit of the backlog into batches (it records batches whether or not it
+ * may send), so two figures are kept:
+ * - drainWalBytesPerMessage: pg_current_wal_lsn() difference from the
+ *   resume to queue_depth = 0, ÷ backlog (what the brief asks; it misses the
+ *   batches recorded while paused: preCutMessages of them);
+ * - with `walDump`: pg_waldump from the loader's COMMIT to 1 s after the
+ *   drain (the truncation of the drained part included), records attributed
+ *   as in wal.mjs; workerWalBytesPerMessage = the worker's records ÷ backlog.
  */
-export async function backlogDrains(h, { backlog, grids, log }) {
+export async function backlogDrains(h, { backlog, grids, log, profile = false, walDump = true }) {
   const channelCounts = Object.keys(grids).map(Number);
   h.psqlFile(join(BENCH, 'sql', 'delivery.sql'));
   const insert = readFileSync(join(BENCH, 'sql', 'backlog.sql'), 'utf8');
   const runs = [];
+  const profiles = [];
   for (const channels of channelCounts) {
     for (const settings of grids[channels]) {
       await h.workerSettings(settings);
       await h.pauseDelivery();
       await h.query('TRUNCATE backlog');
+      await h.query('CHECKPOINT');
+      // CPU (and the profile) from before the load: the paused worker cuts
+      // the backlog into batches as soon as the loader commits.
+      const meter = await startMeter(h);
+      const isProfiled = profile && isDefault(settings);
+      const prof = isProfiled ? startProfile(meter.pids.worker, `drain ${channels} channels (cut while paused, then sent)`) : null;
       // A connection of its own, as a batch job would have.
       const loader = new pg.Client({ connectionString: h.stack.cluster.url });
       await loader.connect();
       const t = now();
+      await loader.query('BEGIN');
       await loader.query(insert, [backlog, channels]);
+      const loadEndLsn = (await loader.query('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn;
+      await loader.query('COMMIT');
       const buildSeconds = (now() - t) / 1000;
       await loader.end();
-      await h.query('CHECKPOINT');
-      const before = { server: await h.serverStats(), status: await h.status() };
+      // Let the paused worker cut what it cuts ahead, so the drain starts
+      // from a settled state.
+      let preCut = -1;
+      for (let i = 0; i < 100; i++) {
+        await sleep(200);
+        const n = Number((await h.one('SELECT coalesce(sum(count), 0)::bigint AS n FROM ably.batches')).n);
+        if (n === preCut) break;
+        preCut = n;
+      }
+      const cutCpuMs = processCpu(meter.pids.worker).cpuMs - meter.cpu.worker;
+      const before = { server: await h.serverStats() };
+      const resumeLsn = await h.walLsn();
 
       const t0 = now();
       await h.resumeDelivery();
@@ -48,39 +85,64 @@ export async function backlogDrains(h, { backlog, grids, log }) {
         await sleep(50);
       }
       const ackedSeconds = samples[samples.length - 1].t;
-      await h.waitQueueEmpty();
+      await h.waitDelivered();
       const emptySeconds = (now() - t0) / 1000;
-      const after = { server: await h.serverStats(), status: await h.status() };
-      const requests = Number(after.status.requests) - Number(before.status.requests);
+      const drainWalBytes = await h.walBytesSince(resumeLsn);
+      const m = await stopMeter(h, meter);
+      const recording = prof ? await prof.stop() : null;
+      // The drained part is truncated by the worker's maintenance (every 250 ms).
+      await sleep(1000);
+      const settledLsn = await h.walLsn();
+      const wal = walDump && isDefault(settings) ? await walBreakdown(h, loadEndLsn, settledLsn) : null;
+      if (recording) profiles.push(await summarize(recording));
       const run = {
         channels,
         batchSize: settings.batchSize,
         maxInFlight: settings.maxInFlight,
         backlog,
         buildSeconds,
+        preCutMessages: preCut,
         firstAckSeconds: samples.find((x) => x.stored > 0)?.t ?? null,
         ackedSeconds,
         emptySeconds,
         rate: backlog / ackedSeconds,
         sustainedRate: sustained(samples, backlog),
-        requests,
-        messagesPerRequest: backlog / requests,
-        serverPublishes: after.server.restPublishes - before.server.restPublishes,
+        requests: m.requests,
+        messagesPerRequest: m.messagesPerRequest,
+        channelsPerRequest: m.channelsPerRequest,
+        messagesPerChannelPublish: m.messagesPerChannelPublish,
+        serverPublishes: m.channelPublishes,
+        // m.walBytes includes the loader's WAL: not reported.
+        meter: m,
+        cutWhilePausedCpuMs: cutCpuMs,
+        workerCpuUsPerMessage: m.workerCpuUsPerMessage,
+        serverCpuUsPerMessage: m.serverCpuUsPerMessage,
+        resumeLsn,
+        drainWalBytes,
+        drainWalBytesPerMessage: drainWalBytes / backlog,
+        wal,
+        workerWalBytesPerMessage: wal && !wal.error ? wal.classes.worker.bytes / backlog : null,
+        workerCounts: wal && !wal.error ? workerCounts(wal, backlog) : null,
       };
       runs.push(run);
       log(`delivery: ${channels} channels, batch_size ${settings.batchSize}, max_in_flight ${settings.maxInFlight}: `
-        + `${run.sustainedRate.toFixed(0)} msg/s sustained, ${run.rate.toFixed(0)} msg/s overall (backlog built in ${buildSeconds.toFixed(1)} s)`);
+        + `${run.sustainedRate.toFixed(0)} msg/s sustained, ${run.rate.toFixed(0)} msg/s overall (backlog built in ${buildSeconds.toFixed(1)} s); `
+        + `worker ${fmt(run.workerCpuUsPerMessage)} µs/msg (${fmt(cutCpuMs)} ms of it cutting while paused), server ${fmt(run.serverCpuUsPerMessage)} µs/msg, `
+        + `WAL over the drain ${fmt(run.drainWalBytesPerMessage)} B/msg (${preCut} cut while paused)`
+        + (wal ? `; pg_waldump: ${walSummary(wal, backlog)}` : ''));
     }
   }
   await h.workerSettings({});
   const summary = channelCounts.map((channels) => {
     const mine = runs.filter((r) => r.channels === channels);
-    const def = mine.find((r) => r.batchSize === DEFAULT_SETTINGS.batchSize && r.maxInFlight === DEFAULT_SETTINGS.maxInFlight);
+    const def = mine.find(isDefault);
     const best = mine.reduce((a, b) => (b.sustainedRate > a.sustainedRate ? b : a));
     return { channels, default: def, best };
   });
-  return { backlog, grids, runs, summary };
+  return { backlog, grids, runs, summary, profiles };
 }
+
+const fmt = (x) => (x === null || x === undefined ? '–' : x.toFixed(1));
 
 /** Messages per second between 10 % and 90 % of the backlog acknowledged:
  * the steady rate, without the start-up and the tail. */
@@ -93,20 +155,15 @@ function sustained(samples, total) {
 }
 
 /**
- * The requests the worker makes for a backlog spread over `channels`
- * channels (queue ids round-robin over channels), derived from src/worker.rs:
- * a round reads batch_size × max_in_flight × 2 rows, forms at most one batch
- * per channel, cut at batch_size messages or ably.max_message_size bytes
- * (name + data, as Ably counts them), spreads the batches over max_in_flight
- * buckets and packs each bucket into batch publishes of at most 100 channels.
+ * The request shape the worker actually used in a drain, from its counters:
+ * ably.status.requests (HTTP requests), the server's REST publishes (one per
+ * channel of a request) and the messages delivered. Averages: the sink
+ * repeats the mean request.
  */
-export function workerShape(channels, { batchSize, maxInFlight }, messageSize, maxMessageSize = 65536) {
-  const rowsPerRound = batchSize * maxInFlight * 2;
-  const batches = Math.min(channels, rowsPerRound);
-  const perChannel = Math.max(1, Math.min(batchSize, Math.floor(maxMessageSize / messageSize), Math.floor(rowsPerRound / channels)));
-  const buckets = Math.min(maxInFlight, batches);
-  const channelsPerRequest = Math.min(100, Math.ceil(batches / buckets));
-  return { channels, channelsPerRequest, messagesPerChannel: perChannel, concurrency: maxInFlight };
+export function measuredShape(run) {
+  const k = Math.max(1, Math.round(run.channelsPerRequest ?? 1));
+  const m = Math.max(1, Math.round(run.messagesPerChannelPublish ?? 1));
+  return { channels: run.channels, channelsPerRequest: Math.min(k, run.channels), messagesPerChannel: m };
 }
 
 /**
@@ -116,7 +173,10 @@ export function workerShape(channels, { batchSize, maxInFlight }, messageSize, m
  * so the server stores each one (no idempotent short cut).
  */
 export async function sinkCapacity(h, shape, { seconds, concurrency, data }) {
-  const { channels, channelsPerRequest: k, messagesPerChannel: m } = shape;
+  const { channels, channelsPerRequest: k } = shape;
+  // Rows of one backlog differ by a few bytes: never more per channel than
+  // fit under Ably's 64 KiB limit with this sample.
+  const m = Math.min(shape.messagesPerChannel, Math.floor(65536 / (Buffer.byteLength(SAMPLE_NAME) + Buffer.byteLength(data))));
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const auth = `Basic ${Buffer.from(TEST_KEY).toString('base64')}`;
   const url = new URL(h.stack.ably.url);
@@ -169,17 +229,23 @@ export async function sinkCapacity(h, shape, { seconds, concurrency, data }) {
   await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i)));
   const elapsed = (now() - started) / 1000;
   agent.destroy();
-  return { ...shape, concurrency, seconds: elapsed, requests, failures, failureStatus, messagesPerRequest: k * m, rate: acked / elapsed };
+  return { ...shape, messagesPerChannel: m, concurrency, seconds: elapsed, requests, failures, failureStatus, messagesPerRequest: k * m, rate: acked / elapsed };
 }
 
 /** A message's data as the worker sends it for a backlog row, and its
  * name (together they are the message's size as Ably counts it). */
 export const SAMPLE_NAME = 'backlog.insert';
 export async function sampleData(h) {
+  // The last row of the last backlog (the longest ids and bodies), in the
+  // envelope the trigger builds.
   const row = await h.one(`SELECT json_build_object('event', 'insert', 'schema', 'public', 'table', 'backlog',
       'new', row_to_json(b), 'old', NULL)::text AS data
-    FROM (SELECT 1::bigint AS id, 1 AS room_id, 'user1' AS author,
-                 'a chat message of a typical length, backlog row 1' AS body,
+    FROM (SELECT * FROM backlog ORDER BY id DESC LIMIT 1) b`);
+  if (row) return row.data;
+  const fallback = await h.one(`SELECT json_build_object('event', 'insert', 'schema', 'public', 'table', 'backlog',
+      'new', row_to_json(b), 'old', NULL)::text AS data
+    FROM (SELECT 200000::bigint AS id, 1 AS room_id, 'user1' AS author,
+                 'a chat message of a typical length, backlog row 200000' AS body,
                  now() AS created_at, NULL::timestamptz AS edited_at) b`);
-  return row.data;
+  return fallback.data;
 }

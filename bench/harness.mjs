@@ -4,7 +4,7 @@
 // reports is measured through these functions.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,17 +89,31 @@ export async function benchStack(settings = {}) {
       });
     },
 
-    /** The worker's state as ably.status() reports it. */
+    /** The worker's state as ably.status reports it. queue_depth counts
+     * committed messages not yet acknowledged (recorded batches and rows not
+     * cut into batches yet): 0 when everything is delivered. Queue rows stay
+     * in their part until it is truncated, so `ably.queue` itself is never
+     * read as "undelivered". */
     async status() {
-      return h.one('SELECT worker_pid, state, messages_delivered::bigint AS delivered, requests::bigint FROM ably.status()');
+      return h.one(`SELECT worker_pid, state, queue_depth::bigint AS depth, in_flight_batches::bigint AS batches,
+                           messages_delivered::bigint AS delivered, requests::bigint FROM ably.status`);
     },
 
-    async queueEmpty() {
-      return (await h.one('SELECT NOT EXISTS (SELECT 1 FROM ably.queue) AS empty')).empty;
+    /** Messages committed and not yet acknowledged by the local server. */
+    async queueDepth() {
+      return Number((await h.one('SELECT queue_depth::bigint AS n FROM ably.status')).n);
     },
 
-    async waitQueueEmpty(timeout = 300000) {
-      await waitFor(() => h.queueEmpty(), { timeout, interval: 100, what: 'the queue to drain' });
+    async waitDelivered(timeout = 300000) {
+      await waitFor(async () => (await h.queueDepth()) === 0, { timeout, interval: 100, what: 'the queue to be delivered (ably.status.queue_depth = 0)' });
+    },
+
+    async walLsn() {
+      return (await h.one('SELECT pg_current_wal_lsn()::text AS lsn')).lsn;
+    },
+
+    async walBytesSince(lsn) {
+      return Number((await h.one('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8 AS b', [lsn])).b);
     },
 
     async reload() {
@@ -136,11 +150,34 @@ export async function benchStack(settings = {}) {
       return res.json();
     },
 
-    /** Queue size on disk: the three parts with indexes and TOAST, and ably.batches. */
+    /** Queue size on disk: the three parts with indexes and TOAST, and
+     * the worker's bookkeeping (ably.batches, ably.ticks). */
     async queueBytes() {
       return h.one(`SELECT sum(pg_total_relation_size(c))::bigint AS queue,
-                           pg_total_relation_size('ably.batches')::bigint AS batches
+                           pg_total_relation_size('ably.batches')::bigint AS batches,
+                           pg_total_relation_size('ably.ticks')::bigint AS ticks,
+                           pg_relation_size('ably.batches')::bigint AS batches_heap,
+                           pg_relation_size('ably.ticks')::bigint AS ticks_heap
                     FROM unnest(ARRAY['ably.queue_0', 'ably.queue_1', 'ably.queue_2']::regclass[]) c`);
+    },
+
+    /** Dead and live tuples of ably's tables as the statistics system
+     * has them (they lag: every backend flushes its counts at most once a
+     * second when idle, so callers poll). */
+    async tableStats() {
+      const { rows } = await pool.query(`SELECT relname, n_dead_tup::bigint AS dead, n_live_tup::bigint AS live,
+                                                n_tup_ins::bigint AS ins, n_tup_upd::bigint AS upd, n_tup_del::bigint AS del,
+                                                coalesce(vacuum_count + autovacuum_count, 0)::int AS vacuums
+                                         FROM pg_stat_all_tables WHERE schemaname = 'ably' ORDER BY relname`);
+      return Object.fromEntries(rows.map((r) => [r.relname, { dead: Number(r.dead), live: Number(r.live), ins: Number(r.ins), upd: Number(r.upd), del: Number(r.del), vacuums: r.vacuums }]));
+    },
+
+    /** The worker's durable position (rotations, the last rotation, which
+     * parts wait for truncation, the last tick cut). */
+    async queueState() {
+      return h.one(`SELECT current_part, rotations::bigint AS rotations, extract(epoch FROM rotated_at) * 1000 AS rotated_at,
+                           (SELECT count(*) FROM unnest(retired_xid) x WHERE x IS NOT NULL)::int AS retired, cut_tick::bigint AS cut_tick
+                    FROM ably.queue_state`);
     },
 
     async stop() {
@@ -165,6 +202,87 @@ export function processCpu(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const switches = Number(status.match(/^voluntary_ctxt_switches:\s+(\d+)/m)[1]);
   return { cpuMs: (ticks * 1000) / hz, switches };
+}
+
+/** CPU time (ms) of each thread of a process, summed by thread name
+ * (PostgreSQL's main thread is "postgres", the worker's HTTP threads
+ * "ably-publish-N"). Threads that ended are missing (their time is still in
+ * processCpu). */
+export function threadCpu(pid) {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+  const out = {};
+  let tasks = [];
+  try { tasks = readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tasks) {
+    let stat;
+    try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'); } catch { continue; }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, 'N');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out[name] = (out[name] ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  }
+  return out;
+}
+
+/**
+ * A measured phase: call `startMeter` before and `stopMeter` after. Reports
+ * what the delivery side cost per message delivered in the phase:
+ * - messages: ably.status.messages_delivered delta (acknowledged by the server);
+ * - worker CPU: utime + stime of the worker process (all threads, from
+ *   /proc/<ably.status.worker_pid>/stat) over the phase, ÷ messages, in µs;
+ *   per thread name as well;
+ * - server CPU: the same for the local server's process;
+ * - WAL: pg_current_wal_lsn() difference over the phase (the whole cluster's
+ *   WAL: everything written in the phase, by whoever), ÷ messages.
+ */
+export async function startMeter(h) {
+  const status = await h.status();
+  const pids = { worker: status.worker_pid, server: h.stack.ably.proc.pid };
+  return {
+    t: now(),
+    pids,
+    status,
+    server: await h.serverStats(),
+    lsn: await h.walLsn(),
+    cpu: { worker: processCpu(pids.worker).cpuMs, server: processCpu(pids.server).cpuMs, threads: threadCpu(pids.worker) },
+  };
+}
+
+export async function stopMeter(h, m) {
+  const cpu = { worker: processCpu(m.pids.worker).cpuMs, server: processCpu(m.pids.server).cpuMs, threads: threadCpu(m.pids.worker) };
+  const seconds = (now() - m.t) / 1000;
+  const walBytes = await h.walBytesSince(m.lsn);
+  const endLsn = await h.walLsn();
+  const status = await h.status();
+  const server = await h.serverStats();
+  const messages = Number(status.delivered) - Number(m.status.delivered);
+  const requests = Number(status.requests) - Number(m.status.requests);
+  const channelPublishes = server.restPublishes - m.server.restPublishes;
+  const per = (x) => (messages > 0 ? x / messages : null);
+  const threads = {};
+  for (const [name, ms] of Object.entries(cpu.threads)) threads[name] = ms - (m.cpu.threads[name] ?? 0);
+  const workerMs = cpu.worker - m.cpu.worker;
+  const serverMs = cpu.server - m.cpu.server;
+  return {
+    seconds,
+    messages,
+    requests,
+    channelPublishes,
+    messagesStored: server.messagesStored - m.server.messagesStored,
+    workerPid: m.pids.worker,
+    workerRestarted: status.worker_pid !== m.pids.worker,
+    workerCpuMs: workerMs,
+    workerCpuUsPerMessage: per(workerMs * 1000),
+    workerThreadsCpuMs: threads,
+    serverCpuMs: serverMs,
+    serverCpuUsPerMessage: per(serverMs * 1000),
+    startLsn: m.lsn,
+    endLsn,
+    walBytes,
+    walBytesPerMessage: per(walBytes),
+    messagesPerRequest: requests > 0 ? messages / requests : null,
+    channelsPerRequest: requests > 0 ? channelPublishes / requests : null,
+    messagesPerChannelPublish: channelPublishes > 0 ? messages / channelPublishes : null,
+  };
 }
 
 export function median(values) {

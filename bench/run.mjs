@@ -4,7 +4,13 @@
 // idle cost, prints a table and writes every figure as JSON. It never fails
 // on a number: targets are printed next to the figures, not asserted.
 //
-//   node bench/run.mjs [--quick] [--out FILE] [--only write,delivery,steady,idle]
+//   node bench/run.mjs [--quick] [--profile] [--out FILE] [--md FILE] [--only write,delivery,steady,idle]
+//
+// --profile records the worker with perf during the default drains and a
+// window of each steady run (bench/profile.mjs). The JSON goes to --out and
+// the Markdown report (bench/report.mjs) to --md and stdout: by default
+// bench/results-full.json and bench/RESULTS.md for a full run (the record),
+// bench/results.json and bench/results.md for a quick one (not committed).
 //
 // Uses the installed ably_pg and target/release/ably-server (scripts/bench.sh
 // builds both); PG_BIN and ABLY_SERVER_BIN point elsewhere, and BENCH_COMMIT
@@ -18,8 +24,10 @@ import { join, resolve } from 'node:path';
 import { BENCH, ROOT, benchStack, now } from './harness.mjs';
 import { PG_BIN } from '../scripts/stack.mjs';
 import { writePath, VARIANTS } from './write_path.mjs';
-import { backlogDrains, sinkCapacity, workerShape, sampleData, SAMPLE_NAME, DEFAULT_SETTINGS } from './delivery.mjs';
+import { backlogDrains, sinkCapacity, measuredShape, sampleData, DEFAULT_SETTINGS } from './delivery.mjs';
 import { steadyRun, idleCost } from './steady.mjs';
+import { report } from './report.mjs';
+import { perfAvailable, cleanupProfiles } from './profile.mjs';
 
 const MODES = {
   full: {
@@ -28,13 +36,22 @@ const MODES = {
       backlog: 200000,
       // batch_size / max_in_flight tried per channel count, the default first.
       grids: {
-        1: [DEFAULT_SETTINGS, { batchSize: 125, maxInFlight: 1 }, { batchSize: 250, maxInFlight: 1 }, { batchSize: 500, maxInFlight: 1 }, { batchSize: 1000, maxInFlight: 8 }],
-        100: [DEFAULT_SETTINGS, { batchSize: 250, maxInFlight: 4 }, { batchSize: 500, maxInFlight: 16 }, { batchSize: 1000, maxInFlight: 8 }, { batchSize: 1000, maxInFlight: 16 }],
-        10000: [DEFAULT_SETTINGS, { batchSize: 500, maxInFlight: 16 }, { batchSize: 1000, maxInFlight: 16 }, { batchSize: 1000, maxInFlight: 32 }, { batchSize: 1000, maxInFlight: 64 }],
+        1: [DEFAULT_SETTINGS, { batchSize: 250, maxInFlight: 1 }, { batchSize: 1000, maxInFlight: 8 }],
+        100: [DEFAULT_SETTINGS, { batchSize: 1000, maxInFlight: 8 }, { batchSize: 1000, maxInFlight: 16 }],
+        10000: [DEFAULT_SETTINGS, { batchSize: 1000, maxInFlight: 16 }, { batchSize: 1000, maxInFlight: 64 }],
       },
     },
     sink: { seconds: 5, concurrencies: [8, 32] },
-    steady: { channels: 10, sampleEvery: 5, settleSeconds: 10, runs: [{ rate: 1000, seconds: 60 }, { rate: 5000, seconds: 600 }] },
+    steady: {
+      channels: 10,
+      sampleEvery: 5,
+      settleSeconds: 10,
+      runs: [
+        { rate: 1000, seconds: 60, window: { at: 10, seconds: 40 } },
+        // The issue's REPEATABLE READ transaction: 5 minutes at 5,000/s.
+        { rate: 5000, seconds: 600, window: { at: 30, seconds: 60 }, longTx: { at: 120, seconds: 300 } },
+      ],
+    },
     idle: { seconds: 60 },
   },
   quick: {
@@ -42,29 +59,42 @@ const MODES = {
     delivery: {
       backlog: 50000,
       grids: {
-        1: [DEFAULT_SETTINGS, { batchSize: 250, maxInFlight: 1 }],
-        100: [DEFAULT_SETTINGS, { batchSize: 1000, maxInFlight: 8 }],
+        1: [DEFAULT_SETTINGS],
+        100: [DEFAULT_SETTINGS],
         10000: [DEFAULT_SETTINGS, { batchSize: 1000, maxInFlight: 32 }],
       },
     },
-    sink: { seconds: 2, concurrencies: [8] },
-    steady: { channels: 10, sampleEvery: 2, settleSeconds: 3, runs: [{ rate: 1000, seconds: 10 }, { rate: 5000, seconds: 30 }] },
+    sink: { seconds: 2, concurrencies: [8, 32] },
+    steady: {
+      channels: 10,
+      sampleEvery: 2,
+      settleSeconds: 3,
+      runs: [
+        { rate: 1000, seconds: 10, window: { at: 2, seconds: 6 } },
+        { rate: 5000, seconds: 40, window: { at: 3, seconds: 10 }, longTx: { at: 15, seconds: 20 } },
+      ],
+    },
     idle: { seconds: 10 },
   },
 };
 
 function parseArgs(argv) {
-  const args = { mode: 'full', out: join(BENCH, 'results.json'), only: null };
+  const args = { mode: 'full', out: null, md: null, only: null, profile: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') args.mode = 'quick';
+    else if (a === '--profile') args.profile = true;
     else if (a === '--out') args.out = resolve(argv[++i]);
+    else if (a === '--md') args.md = resolve(argv[++i]);
     else if (a === '--only') args.only = new Set(argv[++i].split(','));
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: node bench/run.mjs [--quick] [--out FILE] [--only write,delivery,steady,idle]\n');
+      process.stdout.write('usage: node bench/run.mjs [--quick] [--profile] [--out FILE] [--md FILE] [--only write,delivery,steady,idle]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
+  // A full run is the record (committed); a quick one is not (ignored by git).
+  args.out ??= join(BENCH, args.mode === 'full' ? 'results-full.json' : 'results.json');
+  args.md ??= join(BENCH, args.mode === 'full' ? 'RESULTS.md' : 'results.md');
   return args;
 }
 
@@ -117,10 +147,18 @@ async function main() {
     command: process.env.BENCH_COMMAND ?? `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
     mode: args.mode,
     startedAt: new Date().toISOString(),
+    // The box is shared: the 1-minute load average at the start and the end.
+    loadAverage: { start: os.loadavg()[0] },
     machine: machine(),
     config: cfg,
   };
-  log(`mode ${args.mode}, results to ${args.out}`);
+  if (args.profile) {
+    const p = perfAvailable();
+    results.profile = { available: p.ok, version: p.version, reason: p.reason };
+    log(p.ok ? `profiling the worker with ${p.version}` : `perf not available (${p.reason}): no profiles`);
+  }
+  const profile = Boolean(results.profile?.available);
+  log(`mode ${args.mode}, results to ${args.out} and ${args.md}`);
 
   if (want('write')) {
     await withStack({}, async (h) => {
@@ -130,22 +168,37 @@ async function main() {
 
   if (want('delivery')) {
     await withStack({}, async (h) => {
-      results.delivery = await backlogDrains(h, { ...cfg.delivery, log });
+      results.delivery = await backlogDrains(h, { ...cfg.delivery, log, profile });
       const data = await sampleData(h);
       results.sink = [];
+      results.deliveryRatios = [];
       for (const row of results.delivery.summary) {
-        const settings = [DEFAULT_SETTINGS];
-        const best = { batchSize: row.best.batchSize, maxInFlight: row.best.maxInFlight };
-        if (best.batchSize !== DEFAULT_SETTINGS.batchSize || best.maxInFlight !== DEFAULT_SETTINGS.maxInFlight) settings.push(best);
-        for (const s of settings) {
-          const shape = workerShape(row.channels, s, SAMPLE_NAME.length + Buffer.byteLength(data));
-          const runs = [];
-          for (const concurrency of new Set([...cfg.sink.concurrencies, s.maxInFlight])) {
-            runs.push(await sinkCapacity(h, shape, { seconds: cfg.sink.seconds, concurrency, data }));
+        const runs = [row.default];
+        if (row.best !== row.default) runs.push(row.best);
+        for (const run of runs) {
+          const shape = measuredShape(run);
+          // One channel: the worker has one request in flight per channel,
+          // so the sink it is compared with sends one at a time too.
+          const concurrencies = row.channels === 1 ? [1] : [...new Set([...cfg.sink.concurrencies, run.maxInFlight])];
+          const sinkRuns = [];
+          for (const concurrency of concurrencies) sinkRuns.push(await sinkCapacity(h, shape, { seconds: cfg.sink.seconds, concurrency, data }));
+          const top = sinkRuns.reduce((a, b) => (b.rate > a.rate ? b : a));
+          const settings = { batchSize: run.batchSize, maxInFlight: run.maxInFlight };
+          results.sink.push({ channels: row.channels, settings, shape, runs: sinkRuns, rate: top.rate, concurrency: top.concurrency });
+          log(`sink: ${row.channels} channels, ${shape.channelsPerRequest} channel(s) × ${shape.messagesPerChannel} messages per request: ${top.rate.toFixed(0)} msg/s at concurrency ${top.concurrency}`);
+          if (run === row.default) {
+            results.deliveryRatios.push({
+              channels: row.channels,
+              rate: run.sustainedRate,
+              shape,
+              shapeText: shape.channelsPerRequest === 1 ? `1 ch × ${shape.messagesPerChannel}` : `${shape.channelsPerRequest} ch × ${shape.messagesPerChannel}`,
+              concurrencyText: row.channels === 1 ? '1' : `best of ${concurrencies.join(', ')} (${top.concurrency})`,
+              sinkRate: top.rate,
+              ratio: top.rate > 0 ? run.sustainedRate / top.rate : null,
+              sinkFailures: sinkRuns.reduce((a, x) => a + x.failures, 0),
+              target: { 1: '≥ 0.80', 100: '≥ 0.80', 10000: '≥ 0.60' }[row.channels] ?? '',
+            });
           }
-          const top = runs.reduce((a, b) => (b.rate > a.rate ? b : a));
-          results.sink.push({ channels: row.channels, settings: s, shape, runs, rate: top.rate, concurrency: top.concurrency });
-          log(`sink: ${row.channels} channels, ${shape.channelsPerRequest} channel(s) × ${shape.messagesPerChannel} messages per request: ${top.rate.toFixed(0)} msg/s`);
         }
       }
     });
@@ -156,13 +209,17 @@ async function main() {
     // start of the latency measurement.
     await withStack({ track_commit_timestamp: 'on' }, async (h) => {
       h.psqlFile(join(BENCH, 'sql', 'delivery.sql'));
+      await h.query('CREATE EXTENSION IF NOT EXISTS pgstattuple');
       if (want('steady')) {
         results.steady = [];
         for (const run of cfg.steady.runs) {
-          const r = await steadyRun(h, { table: `steady_${run.rate}`, ...run, channels: cfg.steady.channels, sampleEvery: cfg.steady.sampleEvery, settleSeconds: cfg.steady.settleSeconds, log });
+          await h.query('CHECKPOINT');
+          const r = await steadyRun(h, { table: `steady_${run.rate}`, ...run, channels: cfg.steady.channels, sampleEvery: cfg.steady.sampleEvery, settleSeconds: cfg.steady.settleSeconds, profile, log });
           results.steady.push(r);
           const l = r.latencyMs.server;
-          log(`steady ${run.rate}/s: at the server p50 ${l?.p50.toFixed(1)} ms, p99 ${l?.p99.toFixed(1)} ms, queue ${mb(r.queue.minBytes)}–${mb(r.queue.maxBytes)} MB`);
+          const s = r.latencyMs.subscriber;
+          log(`steady ${run.rate}/s: → server p50 ${l?.p50.toFixed(1)} p99 ${l?.p99.toFixed(1)} max ${l?.max.toFixed(1)} ms; → subscriber p50 ${s?.p50.toFixed(1)} p99 ${s?.p99.toFixed(1)} ms; `
+            + `hop p50 ${r.latencyMs.hop?.p50.toFixed(1)} ms; worker ${r.whileWriting.workerCpuUsPerMessage?.toFixed(1)} µs/msg; queue ${mb(r.queue.minBytes)}–${mb(r.queue.maxBytes)} MB; max n_dead_tup in parts ${r.queue.maxPartsDead}`);
         }
       }
       if (want('idle')) {
@@ -172,103 +229,18 @@ async function main() {
     });
   }
 
+  results.loadAverage.end = os.loadavg()[0];
   results.finishedAt = new Date().toISOString();
   results.elapsedSeconds = (now() - started) / 1000;
   writeFileSync(args.out, JSON.stringify(results, null, 2) + '\n');
-  process.stdout.write(report(results));
-  log(`wrote ${args.out}`);
+  const text = report(results, { json: args.out });
+  writeFileSync(args.md, text);
+  process.stdout.write(text);
+  cleanupProfiles();
+  log(`wrote ${args.out} and ${args.md}`);
 }
 
 const mb = (bytes) => (bytes / 2 ** 20).toFixed(1);
-const int = (x) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
-const ms = (x) => (x === null || x === undefined ? '–' : x.toFixed(1));
-
-function table(header, rows) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) => `| ${cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join(' | ')} |`;
-  return [line(header), `|${widths.map((w, i) => (i === 0 ? ':' : '-') + '-'.repeat(w) + (i === 0 ? '-' : ':')).join('|')}|`, ...rows.map(line)].join('\n') + '\n';
-}
-
-/** The results as Markdown tables (pasted as is into bench/RESULTS.md). */
-export function report(r) {
-  let out = `\nably_pg benchmark, ${r.mode} mode, ${r.machine.cpus} CPUs (${r.machine.cpuModel}), ${r.machine.postgres}, commit ${r.machine.commit}${r.machine.worktreeDirty ? ' (modified)' : ''}\n`;
-  out += `command: ${r.command}\n`;
-
-  if (r.writePath) {
-    const w = r.writePath;
-    out += `\n### Write path: TPS (ratio to the plain table of the same round), median of ${w.rounds} × ${w.seconds} s\n\n`;
-    const rows = VARIANTS.map((v) => [v.id, ...w.clients.map((c) => {
-      const s = w.summary.find((x) => x.variant === v.id && x.clients === c);
-      return `${int(s.tps)} (${s.ratio.toFixed(2)})`;
-    })]);
-    out += table(['variant', ...w.clients.map((c) => `${c} client${c > 1 ? 's' : ''}`)], rows);
-    const last = w.clients[w.clients.length - 1];
-    out += `\nCost per transaction at ${last} clients (medians): WAL written, CPU of the ably_pg worker and of the local server during the run, and for ably_pg the queue left when pgbench stopped and the time to drain it.\n\n`;
-    out += table(['variant', 'tps', 'WAL bytes/tx', 'worker CPU ms/1000 tx', 'server CPU ms/1000 tx', 'requests/1000 tx', 'queued at end', 'drain s'],
-      VARIANTS.map((v) => {
-        const s = w.summary.find((x) => x.variant === v.id && x.clients === last);
-        return [v.id, int(s.tps), int(s.walBytesPerTx), s.workerCpuMsPer1000Tx.toFixed(1), s.serverCpuMsPer1000Tx.toFixed(1), s.requestsPer1000Tx === undefined ? '–' : s.requestsPer1000Tx.toFixed(0), s.queuedAtEnd === undefined ? '–' : int(s.queuedAtEnd), s.drainSeconds === undefined ? '–' : s.drainSeconds.toFixed(1)];
-      }));
-    out += '\n"ably_pg" = worker delivering to the local server during the run; "paused" = empty API key, trigger and queue insert only. Target: insert ably_pg ≥ 0.90 at 16 clients.\n';
-  }
-
-  if (r.delivery) {
-    const d = r.delivery;
-    out += `\n### Delivery of a ${int(d.backlog)}-message backlog (messages/s acknowledged by the local server, 10–90 % of the backlog)\n\n`;
-    const rows = d.summary.map((s) => {
-      const sinkDefault = r.sink?.find((x) => x.channels === s.channels && x.settings.batchSize === DEFAULT_SETTINGS.batchSize && x.settings.maxInFlight === DEFAULT_SETTINGS.maxInFlight);
-      const sinkBest = r.sink?.find((x) => x.channels === s.channels && x.settings.batchSize === s.best.batchSize && x.settings.maxInFlight === s.best.maxInFlight);
-      return [
-        int(s.channels),
-        int(s.default.sustainedRate),
-        int(s.best.sustainedRate),
-        `${s.best.batchSize} / ${s.best.maxInFlight}`,
-        s.best.messagesPerRequest.toFixed(0),
-        sinkDefault ? int(sinkDefault.rate) : '–',
-        sinkBest ? int(sinkBest.rate) : '–',
-        sinkDefault ? (s.default.sustainedRate / sinkDefault.rate).toFixed(2) : '–',
-        sinkBest ? (s.best.sustainedRate / sinkBest.rate).toFixed(2) : '–',
-      ];
-    });
-    out += table(['channels', 'default msg/s', 'best msg/s', 'best batch_size / max_in_flight', 'msgs/request (best)', 'sink msg/s (default shape)', 'sink msg/s (best shape)', 'default ÷ sink', 'best ÷ sink'], rows);
-    out += '\nEvery setting tried:\n\n';
-    out += table(['channels', 'batch_size', 'max_in_flight', 'sustained msg/s', 'overall msg/s', 'first ack s', 'msgs/request', 'backlog insert s'],
-      d.runs.map((x) => [int(x.channels), x.batchSize, x.maxInFlight, int(x.sustainedRate), int(x.rate), x.firstAckSeconds?.toFixed(2) ?? '–', x.messagesPerRequest.toFixed(1), x.buildSeconds.toFixed(1)]));
-    out += '\nTarget: ≥ 20,000 msg/s over 100 channels.\n';
-    if (r.sink) {
-      out += '\nSink capacity (plain HTTP client, keep-alive, same request shapes as the worker):\n\n';
-      out += table(['channels', 'settings', 'request', 'concurrency', 'msg/s'],
-        r.sink.flatMap((s) => s.runs.map((x) => [int(s.channels), `${s.settings.batchSize} / ${s.settings.maxInFlight}`,
-          x.channelsPerRequest === 1 ? `POST /channels/…/messages × ${x.messagesPerChannel}` : `POST /messages ${x.channelsPerRequest} ch × ${x.messagesPerChannel}`,
-          x.concurrency, int(x.rate)])));
-    }
-  }
-
-  if (r.steady) {
-    out += `\n### Commit-to-delivery latency (ms), ${r.steady[0].channels} channels, pgbench --rate\n\n`;
-    out += table(['rate', 'achieved tps', 'messages', 'server p50', 'p95', 'p99', 'max', 'subscriber p50', 'p95', 'p99', 'max'],
-      r.steady.map((s) => {
-        const v = s.latencyMs.server ?? {};
-        const l = s.latencyMs.subscriber ?? {};
-        return [`${int(s.targetRate)}/s × ${s.seconds} s`, int(s.achievedTps), int(s.received), ms(v.p50), ms(v.p95), ms(v.p99), ms(v.max), ms(l.p50), ms(l.p95), ms(l.p99), ms(l.max)];
-      }));
-    out += '\nFrom the commit (pg_xact_commit_timestamp) to the arrival at the local server (its message timestamp, whole ms, truncated) and at an ably SDK realtime subscriber. Target at 1,000/s: p50 ≤ 5 ms, p99 ≤ 25 ms.\n';
-    out += '\n### Queue size on disk (ably.queue_0..2 with indexes and TOAST, plus ably.batches)\n\n';
-    out += table(['run', 'min MB', 'max MB', 'max depth', 'after drain MB', 'after drain depth'],
-      r.steady.map((s) => [`${int(s.targetRate)}/s × ${s.seconds} s`, mb(s.queue.minBytes), mb(s.queue.maxBytes), int(s.queue.maxDepth), mb(s.queue.finalBytes), int(s.queue.finalDepth)]));
-  }
-
-  if (r.idle) {
-    out += `\n### Idle cost\n\nWorker CPU over ${r.idle.seconds.toFixed(0)} s with no writes: ${r.idle.cpuMs.toFixed(0)} ms (${r.idle.cpuPercent.toFixed(3)} % of one core), ${r.idle.mainThreadWakeupsPerSecond.toFixed(1)} wake-ups/s.\n`;
-  }
-  const aborted = [
-    ...(r.writePath?.runs ?? []).filter((x) => x.aborted).map((x) => `write path, ${x.variant}, ${x.clients} clients, round ${x.round + 1}: ${x.aborted}`),
-    ...(r.steady ?? []).flatMap((x) => x.aborted.map((a) => `steady ${x.targetRate}/s: ${a}`)),
-  ];
-  if (aborted.length) out += `\n### pgbench runs that ended early\n\n${aborted.map((a) => `- ${a.replaceAll('\n', ' / ')}`).join('\n')}\n`;
-  out += `\nTotal time: ${(r.elapsedSeconds / 60).toFixed(1)} min.\n`;
-  return out;
-}
 
 main().catch(async (e) => {
   process.stderr.write(`bench: ${e.stack ?? e}\n`);

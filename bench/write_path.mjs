@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import pg from 'pg';
-import { BENCH, median, processCpu } from './harness.mjs';
+import { BENCH, median, startMeter, stopMeter } from './harness.mjs';
+import { walBreakdown, workerCounts } from './wal.mjs';
 
 /** `delivery`: 'active' = the worker sends to the local server meanwhile;
  * 'paused' = empty API key, so only the trigger and queue insert are paid. */
@@ -22,7 +23,7 @@ export const VARIANTS = [
   { id: 'update ably_pg paused', op: 'update', table: 'u_ably_paused', delivery: 'paused' },
 ];
 
-export async function writePath(h, { clients, rounds, seconds, updateRows, log }) {
+export async function writePath(h, { clients, rounds, seconds, updateRows, log, walDump = true }) {
   h.psqlFile(join(BENCH, 'sql', 'write_path.sql'), { rows: updateRows });
 
   // The old connector had a LISTENer; so does this benchmark.
@@ -38,7 +39,7 @@ export async function writePath(h, { clients, rounds, seconds, updateRows, log }
     // Warm-up, not recorded: caches, plans and WAL segments of a new cluster.
     for (const v of VARIANTS) {
       await h.pgbench({ file: script(h, v, updateRows), clients: clients[clients.length - 1], seconds: 2 });
-      await h.waitQueueEmpty();
+      await h.waitDelivered();
     }
     log('write path: warmed up');
     for (let round = 0; round < rounds; round++) {
@@ -47,39 +48,51 @@ export async function writePath(h, { clients, rounds, seconds, updateRows, log }
         const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]);
         for (const v of order) {
           const file = script(h, v, updateRows);
-          if (v.delivery) await h.waitQueueEmpty();
+          if (v.delivery) await h.waitDelivered();
           if (v.delivery === 'paused') await h.pauseDelivery();
           await h.query('CHECKPOINT');
           const notifiedBefore = notifications;
-          const walBefore = (await h.one('SELECT pg_current_wal_lsn() AS lsn')).lsn;
-          const statusBefore = await h.status();
-          const pids = { worker: statusBefore.worker_pid, server: h.stack.ably.proc.pid };
-          const cpuBefore = { worker: processCpu(pids.worker), server: processCpu(pids.server) };
+          const meter = await startMeter(h);
           const res = await h.pgbench({ file, clients: c, seconds });
-          const cpuAfter = { worker: processCpu(pids.worker), server: processCpu(pids.server) };
-          const wal = await h.one('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS bytes', [walBefore]);
+          const m = await stopMeter(h, meter);
           const run = {
             round, clients: c, variant: v.id, op: v.op, ...res,
             loadAverage1m: loadavg()[0],
-            walBytesPerTx: wal.bytes / res.transactions,
+            // The whole cluster's WAL over the run (writers, queue, worker).
+            walBytesPerTx: m.walBytes / res.transactions,
             // CPU of the delivery side during the run, per 1,000 transactions.
-            workerCpuMsPer1000Tx: ((cpuAfter.worker.cpuMs - cpuBefore.worker.cpuMs) * 1000) / res.transactions,
-            serverCpuMsPer1000Tx: ((cpuAfter.server.cpuMs - cpuBefore.server.cpuMs) * 1000) / res.transactions,
+            workerCpuMsPer1000Tx: (m.workerCpuMs * 1000) / res.transactions,
+            serverCpuMsPer1000Tx: (m.serverCpuMs * 1000) / res.transactions,
+            // ... and per message the worker delivered during the run.
+            delivered: m.messages,
+            workerCpuUsPerMessage: m.workerCpuUsPerMessage,
+            serverCpuUsPerMessage: m.serverCpuUsPerMessage,
+            workerThreadsCpuMs: m.workerThreadsCpuMs,
           };
           if (v.id === 'insert pg_notify') {
             await new Promise((r) => setTimeout(r, 200));
             run.notificationsReceived = notifications - notifiedBefore;
           }
           if (v.delivery === 'active') {
-            run.requestsPer1000Tx = ((Number((await h.status()).requests) - Number(statusBefore.requests)) * 1000) / res.transactions;
+            run.requestsPer1000Tx = (m.requests * 1000) / res.transactions;
+            // Who wrote the WAL (pg_waldump): the worker's share per message
+            // it delivered, at the largest client count.
+            if (walDump && c === clients[clients.length - 1]) {
+              const wal = await walBreakdown(h, m.startLsn, m.endLsn);
+              if (wal && !wal.error) {
+                run.wal = { classes: Object.fromEntries(Object.entries(wal.classes).map(([k, x]) => [k, { bytes: x.bytes, records: x.records, fpiRecords: x.fpiRecords, fpiBytes: x.fpiBytes, byType: Object.fromEntries(Object.entries(x.byType).slice(0, 8)) }])), truncated: wal.truncated, workerCounts: workerCounts(wal, m.messages) };
+                run.workerWalBytesPerMessage = m.messages > 0 ? wal.classes.worker.bytes / m.messages : null;
+                run.queueWalBytesPerTx = wal.classes.queue.bytes / res.transactions;
+              } else run.wal = wal;
+            }
           }
           if (v.delivery) {
             // How far the worker was behind when the writers stopped, and
             // how long it took to catch up.
-            run.queuedAtEnd = Number((await h.one('SELECT count(*) AS n FROM ably.queue')).n);
+            run.queuedAtEnd = await h.queueDepth();
             if (v.delivery === 'paused') await h.resumeDelivery();
             const t0 = Date.now();
-            await h.waitQueueEmpty();
+            await h.waitDelivered();
             run.drainSeconds = (Date.now() - t0) / 1000;
           }
           runs.push(run);
@@ -122,6 +135,12 @@ function summarize(runs, clients) {
         walBytesPerTx: median(mine.map((r) => r.walBytesPerTx)),
         workerCpuMsPer1000Tx: median(mine.map((r) => r.workerCpuMsPer1000Tx)),
         serverCpuMsPer1000Tx: median(mine.map((r) => r.serverCpuMsPer1000Tx)),
+        ...(v.delivery === 'active' ? {
+          workerCpuUsPerMessage: median(mine.map((r) => r.workerCpuUsPerMessage)),
+          serverCpuUsPerMessage: median(mine.map((r) => r.serverCpuUsPerMessage)),
+          workerWalBytesPerMessage: median(mine.map((r) => r.workerWalBytesPerMessage).filter((x) => x !== undefined && x !== null)),
+          queueWalBytesPerTx: median(mine.map((r) => r.queueWalBytesPerTx).filter((x) => x !== undefined && x !== null)),
+        } : {}),
         ...(v.delivery === 'active' ? { requestsPer1000Tx: median(mine.map((r) => r.requestsPer1000Tx)) } : {}),
         ...(v.delivery ? { queuedAtEnd: median(mine.map((r) => r.queuedAtEnd)), drainSeconds: median(mine.map((r) => r.drainSeconds)) } : {}),
       });
