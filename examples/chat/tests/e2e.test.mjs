@@ -22,6 +22,8 @@ const DATABASE_URL = process.env.DATABASE_URL
 const ARTIFACTS_DIR = process.env.ARTIFACTS_DIR ?? fileURLToPath(new URL('../test-artifacts/', import.meta.url))
 // Live delivery takes tens of milliseconds; the margin is for a busy 2-core CI.
 const TIMEOUT = 15_000
+/** The local server's default, as Ably's: how long a dropped connection's members stay. */
+const PRESENCE_LEAVE_DELAY = 15_000
 const DESKTOP = { width: 1280, height: 800 }
 const MOBILE = { width: 390, height: 844 }
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
@@ -388,10 +390,20 @@ describe('chat on ably_pg', { timeout: 600_000 }, () => {
         (await page.bob.getByTestId('presence-member').allTextContents()).filter((n) => n.startsWith('alice')).length === 2,
       )
     } finally {
+      // Closing the tab as a person does (beforeunload runs, and ably-js
+      // closes its connection then). Should the socket simply drop instead,
+      // Ably keeps her present for the 15 s leave delay; the wait allows
+      // for that too.
+      const closed = new Promise((resolve) => impostor.once('close', resolve))
+      await impostor.close({ runBeforeUnload: true })
+      await closed
       await impostor.context().close()
     }
-    await waitFor('one alice again', async () =>
-      (await page.bob.getByTestId('presence-member').allTextContents()).filter((n) => n.startsWith('alice')).length === 1,
+    await waitFor(
+      'one alice again',
+      async () =>
+        (await page.bob.getByTestId('presence-member').allTextContents()).filter((n) => n.startsWith('alice')).length === 1,
+      PRESENCE_LEAVE_DELAY + TIMEOUT,
     )
   })
 
