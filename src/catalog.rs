@@ -53,29 +53,27 @@ pub fn local_transaction_id() -> u32 {
     }
 }
 
+/// One scan of pg_extension's name index (the worker does this once per
+/// round, so it is kept to a single index probe).
 fn read_extension() -> Option<Extension> {
     unsafe {
-        let oid = pg_sys::get_extension_oid(c"ably_pg".as_ptr(), true);
-        if oid == pg_sys::InvalidOid {
-            return None;
-        }
         let rel = pg_sys::table_open(pg_sys::ExtensionRelationId, pg_sys::AccessShareLock as i32);
         let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
         pg_sys::ScanKeyInit(
             &mut key,
-            pg_sys::Anum_pg_extension_oid as i16,
+            pg_sys::Anum_pg_extension_extname as i16,
             pg_sys::BTEqualStrategyNumber as u16,
-            pg_sys::F_OIDEQ.into(),
-            pg_sys::Datum::from(oid),
+            pg_sys::F_NAMEEQ.into(),
+            pg_sys::Datum::from(c"ably_pg".as_ptr()),
         );
-        let scan = pg_sys::systable_beginscan(rel, pg_sys::Oid::from(pg_sys::ExtensionOidIndexId), true, std::ptr::null_mut(), 1, &mut key);
+        let scan = pg_sys::systable_beginscan(rel, pg_sys::Oid::from(pg_sys::ExtensionNameIndexId), true, std::ptr::null_mut(), 1, &mut key);
         let tuple = pg_sys::systable_getnext(scan);
         let found = (!tuple.is_null()).then(|| {
             let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple);
             let mut isnull = false;
             let version = pg_sys::heap_getattr(tuple, pg_sys::Anum_pg_extension_extversion as i32, (*rel).rd_att, &mut isnull);
             let version = if isnull { String::new() } else { String::from_datum(version, false).unwrap_or_default() };
-            Extension { oid, owner: (*form).extowner, namespace: (*form).extnamespace, current: version == env!("CARGO_PKG_VERSION") }
+            Extension { oid: (*form).oid, owner: (*form).extowner, namespace: (*form).extnamespace, current: version == env!("CARGO_PKG_VERSION") }
         });
         pg_sys::systable_endscan(scan);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);

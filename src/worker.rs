@@ -334,6 +334,11 @@ impl Worker {
                 unsafe {
                     pg_sys::PopActiveSnapshot();
                     pg_sys::CommitTransactionCommand();
+                    // A background worker reports its table statistics
+                    // itself (at most once a second); without them
+                    // autovacuum never sees the dead rows of ably.batches
+                    // and ably.ticks.
+                    pg_sys::pgstat_report_stat(false);
                 }
                 Ok(r)
             }
@@ -368,7 +373,12 @@ impl Worker {
         }
         durable |= self.apply_actions();
         self.maybe_tick();
-        durable |= self.cut_ticks();
+        // While delivery is paused (no key, refused credentials) nothing is
+        // cut: batches would only wait, and a large backlog is cut in
+        // pieces once delivery resumes.
+        if deliver {
+            durable |= self.cut_ticks();
+        }
         let ready = if deliver { self.prepare_ready() } else { Vec::new() };
         if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
             self.maintain();
@@ -623,7 +633,6 @@ impl Worker {
             return;
         }
         let Some(active) = self.publisher.as_ref() else { return };
-        let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
         let mut batches: Vec<Batch> = Vec::with_capacity(ready.len());
         for id in &ready {
             let Some(pending) = self.lanes.get(*id) else { continue };
@@ -633,18 +642,11 @@ impl Worker {
         for batch in &batches {
             self.lanes.sent(batch.key);
         }
-        // Few channels: one request each. Many: batch publish, spread over
-        // the threads.
-        let free = threads.saturating_sub(self.jobs_in_flight).max(1);
-        let jobs: Vec<Job> = if batches.len() <= free {
-            batches.into_iter().map(Job::Channel).collect()
-        } else {
-            let mut buckets: Vec<Vec<Batch>> = (0..free).map(|_| Vec::new()).collect();
-            for (i, batch) in batches.into_iter().enumerate() {
-                buckets[i % free].push(batch);
-            }
-            buckets.into_iter().flat_map(publisher::pack).collect()
-        };
+        // As few requests as Ably's limits allow: one batch publish carries
+        // up to 100 channels (src/publisher/wire.rs), and every request
+        // costs the worker a thread hand-off and a round; a large backlog
+        // still fills every thread, because its batches fill the requests.
+        let jobs: Vec<Job> = publisher::pack(batches);
         self.jobs_in_flight += jobs.len();
         active.publisher.submit(jobs);
     }

@@ -65,7 +65,7 @@ struct Reply {
 
 impl Shared {
     pub(super) fn new(cfg: PublisherConfig, threads: usize) -> Shared {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // Never follow redirects: the Authorization header must only
             // go to the hosts configured here.
@@ -73,8 +73,12 @@ impl Shared {
             .timeout_global(Some(cfg.request_timeout))
             .user_agent(cfg.agent.clone())
             .max_idle_connections_per_host(threads)
-            .build()
-            .new_agent();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            super::resolver::CachingResolver::default(),
+        );
         let token = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             cfg.api_key.name(),

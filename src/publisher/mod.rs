@@ -17,6 +17,8 @@
 mod config;
 mod http;
 mod outcome;
+mod queue;
+mod resolver;
 mod wire;
 #[cfg(test)]
 mod tests;
@@ -35,6 +37,7 @@ pub use wire::{message_id, pack, Batch, Job, OutMessage, MAX_BATCH_CHANNELS, MAX
 
 use config::validate_host;
 use http::Shared;
+use queue::JobQueue;
 
 /// One `(batch key, outcome)` per batch of a submitted job, in job order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +47,7 @@ pub struct JobResult {
 
 /// Runs the HTTP threads. Dropping it behaves like [`Publisher::shutdown`].
 pub struct Publisher {
-    jobs: Option<Sender<Job>>,
+    jobs: Arc<JobQueue>,
     results_tx: Sender<JobResult>,
     results: Receiver<JobResult>,
     shared: Arc<Shared>,
@@ -80,10 +83,10 @@ impl Publisher {
         }
         let threads = cfg.threads.max(1);
         let shared = Arc::new(Shared::new(cfg, threads));
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        let jobs = Arc::new(JobQueue::default());
         let (results_tx, results_rx) = crossbeam_channel::unbounded::<JobResult>();
         let mut publisher = Publisher {
-            jobs: Some(jobs_tx),
+            jobs: Arc::clone(&jobs),
             results_tx: results_tx.clone(),
             results: results_rx,
             shared: Arc::clone(&shared),
@@ -94,7 +97,7 @@ impl Publisher {
         let _mask = SignalMaskGuard::block_all();
         for i in 0..threads {
             let shared = Arc::clone(&shared);
-            let jobs = jobs_rx.clone();
+            let jobs = Arc::clone(&jobs);
             let results = results_tx.clone();
             let spawned = thread::Builder::new()
                 .name(format!("ably-publish-{i}"))
@@ -110,28 +113,12 @@ impl Publisher {
 
     /// Queues jobs for the threads; never blocks.
     pub fn submit(&self, jobs: Vec<Job>) {
-        for job in jobs {
-            let Some(sender) = &self.jobs else { return };
-            if let Err(crossbeam_channel::SendError(job)) = sender.send(job) {
-                // No thread is left to run it; report it rather than let
-                // the caller wait for a result that never comes.
-                let error = PublishError {
-                    status: None,
-                    code: None,
-                    message: "The publisher threads have stopped".into(),
-                };
-                let outcomes = job
-                    .keys()
-                    .into_iter()
-                    .map(|k| {
-                        (
-                            k,
-                            Outcome::Retry {
-                                error: error.clone(),
-                            },
-                        )
-                    })
-                    .collect();
+        if let Err(jobs) = self.jobs.push(jobs) {
+            // No thread is left to run them; report it rather than let the
+            // caller wait for results that never come.
+            let error = PublishError { status: None, code: None, message: "The publisher threads have stopped".into() };
+            for job in jobs {
+                let outcomes = job.keys().into_iter().map(|k| (k, Outcome::Retry { error: error.clone() })).collect();
                 let _ = self.results_tx.send(JobResult { outcomes });
             }
         }
@@ -145,7 +132,7 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);
-        self.jobs = None;
+        self.jobs.close();
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -181,11 +168,11 @@ impl Drop for SignalMaskGuard {
     }
 }
 
-fn worker_loop(shared: &Shared, jobs: &Receiver<Job>, results: &Sender<JobResult>) {
+fn worker_loop(shared: &Shared, jobs: &JobQueue, results: &Sender<JobResult>) {
     // Already inherited from `start`; repeated so the invariant holds
     // even if the spawning code changes. Never restored: the thread ends.
     std::mem::forget(SignalMaskGuard::block_all());
-    while let Ok(job) = jobs.recv() {
+    while let Some(job) = jobs.pop() {
         if shared.stopping.load(Ordering::Acquire) {
             break;
         }
