@@ -13,6 +13,12 @@
 //!   refusal, or the first attempt without a definite answer is older than
 //!   Ably's two-minute idempotency window (after which its ids would not be
 //!   de-duplicated anyway). Otherwise it is re-sent whole, with its ids.
+//! - New ticks wait while some channel has a batch queued behind its request
+//!   in flight (for at most [`TICK_HOLD`]): cutting then would only queue one
+//!   more small batch behind it. Rows committed meanwhile go into the next
+//!   tick, so under load batches grow with the rate instead of piling up a
+//!   row or two each (one request at a time per channel would then cap a
+//!   channel at a row or two per round trip).
 //!
 //! Nothing here touches PostgreSQL: the worker turns [`Action`]s into
 //! changes of `ably.batches` and calls back with the results.
@@ -26,6 +32,10 @@ use std::time::{Duration, Instant};
 
 /// Ably de-duplicates message ids for two minutes.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(120);
+
+/// How long a request in flight may hold back new ticks (see the header): a
+/// slower request (a hanging host) holds nothing back after this.
+pub const TICK_HOLD: Duration = Duration::from_millis(100);
 
 /// A recorded batch that Ably has not acknowledged yet.
 #[derive(Debug)]
@@ -57,7 +67,8 @@ impl Pending {
 #[derive(Debug)]
 struct Lane {
     batches: VecDeque<Pending>,
-    in_flight: bool,
+    /// Since when the head is with the publisher, if it is.
+    in_flight: Option<Instant>,
     backoff_until: Option<Instant>,
     /// 429s in a row, for the channel's back-off.
     rate_limited: u32,
@@ -132,7 +143,7 @@ impl Lanes {
             .entry(channel)
             .or_insert_with(|| Lane {
                 batches: VecDeque::new(),
-                in_flight: false,
+                in_flight: None,
                 backoff_until: None,
                 rate_limited: 0,
                 limit: batch_size,
@@ -150,7 +161,7 @@ impl Lanes {
         for lane in self.lanes.values_mut() {
             lane.limit = lane.limit.min(self.batch_size);
             let limit = lane.limit;
-            let skip_head = lane.in_flight || lane.waiting;
+            let skip_head = lane.in_flight.is_some() || lane.waiting;
             for (i, pending) in lane.batches.iter_mut().enumerate() {
                 if i == 0 && skip_head {
                     continue;
@@ -170,7 +181,7 @@ impl Lanes {
         let mut heads: Vec<i64> = self
             .lanes
             .values()
-            .filter(|l| !l.in_flight && !l.waiting && l.backoff_until.is_none_or(|t| t <= now))
+            .filter(|l| l.in_flight.is_none() && !l.waiting && l.backoff_until.is_none_or(|t| t <= now))
             .filter_map(|l| l.batches.front())
             .filter(|p| p.not_before <= now && !p.recutting)
             .map(|p| p.record.id)
@@ -193,7 +204,7 @@ impl Lanes {
     /// Marks a head as handed to the publisher.
     pub fn sent(&mut self, batch: i64) {
         if let Some(lane) = self.owner.get(&batch).and_then(|c| self.lanes.get_mut(c)) {
-            lane.in_flight = true;
+            lane.in_flight = Some(Instant::now());
         }
     }
 
@@ -203,7 +214,7 @@ impl Lanes {
         let Some(channel) = self.owner.get(&batch).cloned() else { return applied };
         let batch_size = self.batch_size;
         let Some(lane) = self.lanes.get_mut(&channel) else { return applied };
-        lane.in_flight = false;
+        lane.in_flight = None;
         let Some(head) = lane.batches.front_mut().filter(|p| p.record.id == batch) else { return applied };
         match outcome {
             Outcome::Delivered => {
@@ -258,7 +269,7 @@ impl Lanes {
             }
             lane.waiting = false;
             // An empty lane is kept while it remembers a lowered limit.
-            if lane.batches.is_empty() && !lane.in_flight && lane.limit >= self.batch_size && lane.rate_limited == 0 {
+            if lane.batches.is_empty() && lane.in_flight.is_none() && lane.limit >= self.batch_size && lane.rate_limited == 0 {
                 self.lanes.remove(channel);
             }
         }
@@ -301,15 +312,27 @@ impl Lanes {
     /// failure): outcomes of requests that never completed will not come.
     pub fn reset_in_flight(&mut self) {
         for lane in self.lanes.values_mut() {
-            lane.in_flight = false;
+            lane.in_flight = None;
         }
+    }
+
+    /// Whether new ticks are held back (see the header), as the earliest
+    /// moment a hold expires: the worker looks again then, if no outcome
+    /// woke it before.
+    pub fn ticks_held_until(&self, now: Instant) -> Option<Instant> {
+        self.lanes
+            .values()
+            .filter(|l| l.batches.len() >= 2 && !l.waiting)
+            .filter_map(|l| l.in_flight.map(|since| since + TICK_HOLD))
+            .filter(|t| *t > now)
+            .min()
     }
 
     /// When the earliest back-off ends, if any lane is waiting for one.
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         self.lanes
             .values()
-            .filter(|l| !l.in_flight && !l.waiting)
+            .filter(|l| l.in_flight.is_none() && !l.waiting)
             .filter_map(|l| {
                 let head = l.batches.front()?;
                 Some(l.backoff_until.unwrap_or(now).max(head.not_before))
@@ -369,6 +392,30 @@ mod unit_tests {
         assert!(matches!(applied.actions[0], Action::DeadLetter { batch: 10, .. }));
         lanes.dead_lettered(10);
         assert_eq!(lanes.ready(now, 10), vec![11]);
+    }
+
+    #[test]
+    fn ticks_wait_while_a_batch_is_queued_behind_a_request_in_flight() {
+        let now = Instant::now();
+        let mut lanes = Lanes::new(500);
+        lanes.push(pending(1, "a", 1, now));
+        lanes.push(pending(2, "b", 1, now));
+        lanes.sent(1);
+        lanes.sent(2);
+        assert_eq!(lanes.ticks_held_until(Instant::now()), None, "one batch per channel holds nothing");
+        lanes.push(pending(3, "a", 1, now));
+        let until = lanes.ticks_held_until(Instant::now()).expect("a batch queued behind one in flight");
+        assert!(until <= Instant::now() + TICK_HOLD);
+        assert_eq!(lanes.ticks_held_until(until + Duration::from_millis(1)), None, "a slow request holds only TICK_HOLD");
+        lanes.outcome(1, &Outcome::Delivered, Instant::now());
+        assert_eq!(lanes.ticks_held_until(Instant::now()), None, "its head is answered");
+
+        // A channel backing off (its head not in flight) holds nothing back.
+        lanes.sent(3);
+        lanes.push(pending(4, "a", 1, now));
+        assert!(lanes.ticks_held_until(Instant::now()).is_some());
+        lanes.outcome(3, &Outcome::Retry { error: err(50000) }, Instant::now());
+        assert_eq!(lanes.ticks_held_until(Instant::now()), None);
     }
 
     #[test]

@@ -15,6 +15,24 @@ use crate::tick;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
+/// One row of `ably.status()`, in the order of its columns (named in
+/// `status`'s signature, which is what pgrx reads).
+type Row = (
+    Option<i32>,
+    String,
+    i64,
+    Option<Interval>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<TimestampWithTimeZone>,
+    Option<i32>,
+    Option<i32>,
+    Option<String>,
+    Option<TimestampWithTimeZone>,
+);
+
 #[pg_extern(volatile)]
 fn status() -> TableIterator<
     'static,
@@ -35,7 +53,7 @@ fn status() -> TableIterator<
     ),
 > {
     if crate::catalog::extension().is_some_and(|e| !e.current) {
-        return needs_update();
+        return TableIterator::once(needs_update());
     }
     let batches = batch::load_all();
     let pending: i64 = batches.iter().map(|b| i64::from(b.count)).sum();
@@ -62,7 +80,7 @@ fn status() -> TableIterator<
         None => launcher_state(dboid).to_string(),
     };
     let ts = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
-    let row = match view {
+    let row: Row = match view {
         Some(v) => {
             let (err_at, err_status, err_code, err_msg) = match v.last_error {
                 Some((at, status, code, msg)) => (ts(at), status, code, Some(msg)),
@@ -92,24 +110,7 @@ fn status() -> TableIterator<
 /// The status while the library is newer than the installed SQL objects
 /// (before ALTER EXTENSION ably_pg UPDATE): the old queue keeps only
 /// undelivered rows, so counting them is the depth.
-fn needs_update() -> TableIterator<
-    'static,
-    (
-        name!(worker_pid, Option<i32>),
-        name!(state, String),
-        name!(queue_depth, i64),
-        name!(oldest_age, Option<Interval>),
-        name!(in_flight_batches, i64),
-        name!(messages_delivered, Option<i64>),
-        name!(requests, Option<i64>),
-        name!(dead_letters, i64),
-        name!(last_error_at, Option<TimestampWithTimeZone>),
-        name!(last_error_status, Option<i32>),
-        name!(last_error_code, Option<i32>),
-        name!(last_error_message, Option<String>),
-        name!(started_at, Option<TimestampWithTimeZone>),
-    ),
-> {
+fn needs_update() -> Row {
     let count = |table: &str| {
         let mut n = 0i64;
         Table::open(table, pg_sys::AccessShareLock).scan_all(|_| {
@@ -123,7 +124,7 @@ fn needs_update() -> TableIterator<
         "the ably_pg library is version {} and the extension's objects are older: run ALTER EXTENSION ably_pg UPDATE",
         env!("CARGO_PKG_VERSION")
     );
-    TableIterator::once((None, "needs-update".to_string(), depth, None, count("batches"), None, None, count("dead_letters"), None, None, None, Some(message), None))
+    (None, "needs-update".to_string(), depth, None, count("batches"), None, None, count("dead_letters"), None, None, None, Some(message), None)
 }
 
 /// Messages committed and not yet acknowledged by Ably: those of recorded

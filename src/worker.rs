@@ -258,6 +258,9 @@ impl Worker {
         if let Some(t) = self.lanes.next_wake(now) {
             next = next.min(t - now);
         }
+        if let Some(t) = self.lanes.ticks_held_until(now) {
+            next = next.min(t - now);
+        }
         if paused {
             next = next.min(AUTH_RETRY.saturating_sub(self.paused_since.map_or(Duration::ZERO, |s| s.elapsed())));
         }
@@ -552,7 +555,11 @@ impl Worker {
         if !retiring && last.snapshot.xip.is_empty() && next_xid.saturating_sub(last.snapshot.xmax) <= own {
             return;
         }
-        let cutting = self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead();
+        // Held back while a channel has a batch queued behind its request in
+        // flight (src/lanes.rs): what commits meanwhile makes the next tick's
+        // batches larger.
+        let held = !retiring && self.lanes.ticks_held_until(Instant::now()).is_some();
+        let cutting = !held && self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead();
         if !cutting && self.last_tick_at.elapsed() < IDLE_TICK_EVERY {
             return;
         }
