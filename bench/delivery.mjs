@@ -22,9 +22,9 @@ const isDefault = (s) => s.batchSize === DEFAULT_SETTINGS.batchSize && s.maxInFl
  * WAL: the backlog is inserted (one transaction) right after a CHECKPOINT;
  * the loader reads pg_current_wal_insert_lsn() just before its COMMIT. From
  * then on nothing writes but the worker (the bench only reads; `backlog` has
- * autovacuum off). While paused the worker already cuts up to its cut-ahead
- * limit of the backlog into batches (it records batches whether or not it
- * may send), so two figures are kept:
+ * autovacuum off). A paused worker only takes ticks (before cac718c it also
+ * cut up to its cut-ahead limit of the backlog into batches; preCutMessages
+ * shows how many), so two figures are kept:
  * - drainWalBytesPerMessage: pg_current_wal_lsn() difference from the
  *   resume to queue_depth = 0, ÷ backlog (what the brief asks; it misses the
  *   batches recorded while paused: preCutMessages of them);

@@ -13,9 +13,10 @@
 //!   refusal, or the first attempt without a definite answer is older than
 //!   Ably's two-minute idempotency window (after which its ids would not be
 //!   de-duplicated anyway). Otherwise it is re-sent whole, with its ids.
-//! - New ticks wait while some channel has a batch queued behind its request
-//!   in flight (for at most [`TICK_HOLD`]): cutting then would only queue one
-//!   more small batch behind it. Rows committed meanwhile go into the next
+//! - New ticks wait while some channel has fewer than a batch's worth of
+//!   messages queued behind its request in flight (for at most
+//!   [`TICK_HOLD`]): cutting then would only queue one more small batch
+//!   behind them. Rows committed meanwhile go into the next
 //!   tick, so under load batches grow with the rate instead of piling up a
 //!   row or two each (one request at a time per channel would then cap a
 //!   channel at a row or two per round trip).
@@ -77,6 +78,23 @@ struct Lane {
     limit: usize,
     /// The head is being re-cut or moved to the dead letters.
     waiting: bool,
+}
+
+impl Lane {
+    /// Whether batches wait behind the head but hold fewer messages than
+    /// one batch may: a tick now would add a small batch to them. (Full
+    /// batches behind the head, as in a large backlog, hold nothing back:
+    /// the channel is busy anyway, and other channels must not wait for it.)
+    fn queued_behind_head_is_small(&self) -> bool {
+        let mut queued = 0;
+        for pending in self.batches.iter().skip(1) {
+            queued += pending.events.len();
+            if queued >= self.limit {
+                return false;
+            }
+        }
+        queued > 0
+    }
 }
 
 /// Changes of `ably.batches` the worker must make.
@@ -322,7 +340,7 @@ impl Lanes {
     pub fn ticks_held_until(&self, now: Instant) -> Option<Instant> {
         self.lanes
             .values()
-            .filter(|l| l.batches.len() >= 2 && !l.waiting)
+            .filter(|l| !l.waiting && l.queued_behind_head_is_small())
             .filter_map(|l| l.in_flight.map(|since| since + TICK_HOLD))
             .filter(|t| *t > now)
             .min()
@@ -409,6 +427,13 @@ mod unit_tests {
         assert_eq!(lanes.ticks_held_until(until + Duration::from_millis(1)), None, "a slow request holds only TICK_HOLD");
         lanes.outcome(1, &Outcome::Delivered, Instant::now());
         assert_eq!(lanes.ticks_held_until(Instant::now()), None, "its head is answered");
+
+        // A full batch's worth behind the head (a backlog) holds nothing back.
+        let mut backlog = Lanes::new(2);
+        backlog.push(pending(20, "c", 2, now));
+        backlog.push(pending(21, "c", 2, now));
+        backlog.sent(20);
+        assert_eq!(backlog.ticks_held_until(Instant::now()), None);
 
         // A channel backing off (its head not in flight) holds nothing back.
         lanes.sent(3);

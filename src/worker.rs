@@ -555,9 +555,9 @@ impl Worker {
         if !retiring && last.snapshot.xip.is_empty() && next_xid.saturating_sub(last.snapshot.xmax) <= own {
             return;
         }
-        // Held back while a channel has a batch queued behind its request in
-        // flight (src/lanes.rs): what commits meanwhile makes the next tick's
-        // batches larger.
+        // Held back while a channel has less than a batch queued behind its
+        // request in flight (src/lanes.rs): what commits meanwhile makes the
+        // next tick's batches larger.
         let held = !retiring && self.lanes.ticks_held_until(Instant::now()).is_some();
         let cutting = !held && self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead();
         if !cutting && self.last_tick_at.elapsed() < IDLE_TICK_EVERY {
