@@ -1,10 +1,27 @@
 // Checks the reliability tests share: errors of a statement, a drained
 // queue, per-row order of what arrived, and the server log.
 import assert from 'node:assert/strict';
+import { after } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { waitFor, queueDepth, status } from './helpers.mjs';
 import { PG_BIN } from '../../scripts/stack.mjs';
+
+/**
+ * For test files whose tests each start a stack of their own: returns
+ * `track(stack)`, which hands the stack back and stops it after the file's
+ * tests, whatever they did to it.
+ */
+export function stopAfterwards() {
+  const stacks = [];
+  after(async () => {
+    for (const s of stacks) await s.stop().catch(() => {});
+  });
+  return async (s) => {
+    stacks.push(s);
+    return s;
+  };
+}
 
 /** The error a promise rejects with, or null. */
 export async function errorOf(promise) {

@@ -2,29 +2,34 @@
 // and 8): DROP EXTENSION with messages still undelivered, terminating the
 // worker, kill -9 of the postmaster, and an invalid ably.endpoint in a
 // reload. Each test runs on a stack of its own: each breaks something.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stack, history, waitFor, status } from './helpers.mjs';
 import { proxiedStack } from './proxy.mjs';
-import { drained, errorOf, alive, assertVersions, pgCtl, logSince } from './checks.mjs';
+import { drained, errorOf, alive, assertVersions, pgCtl, logSince, stopAfterwards } from './checks.mjs';
 
-const stacks = [];
-async function track(s) {
-  stacks.push(s);
-  return s;
-}
-after(async () => {
-  for (const s of stacks) await s.stop().catch(() => {});
-});
+const track = stopAfterwards();
 
 /** Lines the worker `pid` (or a panic, which has no prefix) wrote that report an error. */
 function workerErrors(lines, pid) {
   return lines.filter((l) => (l.includes(`[${pid}]`) && /\b(ERROR|FATAL|PANIC):/.test(l))
     || /panicked at|stack backtrace|RUST_BACKTRACE/.test(l)
     || new RegExp(`\\(PID ${pid}\\) exited with exit code [^0]`).test(l));
+}
+
+/** What went wrong, if anything, as worker `pid` stopped after DROP EXTENSION: it must log why, exit and report no error. */
+async function quietStopProblems(s, pid, logStart) {
+  const problems = [];
+  const stopped = await errorOf(waitFor(() => logSince(s, logStart).some((l) => /stopped: the extension was dropped/.test(l)), { timeout: 10000, what: 'the worker to log that it stopped' }));
+  if (stopped) problems.push(stopped.message);
+  const exited = await errorOf(waitFor(() => !alive(pid), { timeout: 5000, what: `worker ${pid} to exit` }));
+  if (exited) problems.push(exited.message);
+  const errors = workerErrors(logSince(s, logStart), pid);
+  if (errors.length) problems.push(`the worker logged errors:\n    ${errors.slice(0, 5).map((l) => l.slice(0, 300)).join('\n    ')}`);
+  return problems;
 }
 
 async function runningWorker(s) {
@@ -57,12 +62,7 @@ test('DROP EXTENSION with messages undelivered is refused (55006, HINT names abl
     if (depth !== 5) problems.push(`queue depth ${depth} after the refused DROP, not 5`);
     await s.query(`DROP EXTENSION ably_pg CASCADE`);
   }
-  const stopped = await errorOf(waitFor(() => logSince(s, logStart).some((l) => /stopped: the extension was dropped/.test(l)), { timeout: 10000, what: 'the worker to log that it stopped' }));
-  if (stopped) problems.push(stopped.message);
-  const exited = await errorOf(waitFor(() => !alive(pid), { timeout: 5000, what: `worker ${pid} to exit` }));
-  if (exited) problems.push(exited.message);
-  const errors = workerErrors(logSince(s, logStart), pid);
-  if (errors.length) problems.push(`the worker logged errors:\n    ${errors.slice(0, 5).map((l) => l.slice(0, 300)).join('\n    ')}`);
+  problems.push(...(await quietStopProblems(s, pid, logStart)));
   assert.deepEqual(problems, []);
 });
 
@@ -73,12 +73,7 @@ test('DROP EXTENSION of an idle extension: the worker stops without an ERROR, CR
   await s.query(`DROP EXTENSION ably_pg`);
   // Everything that goes wrong is collected, so one run tells all of it.
   const problems = [];
-  const stopped = await errorOf(waitFor(() => logSince(s, logStart).some((l) => /stopped: the extension was dropped/.test(l)), { timeout: 10000, what: 'the worker to log that it stopped' }));
-  if (stopped) problems.push(stopped.message);
-  const exited = await errorOf(waitFor(() => !alive(pid), { timeout: 5000, what: `worker ${pid} to exit` }));
-  if (exited) problems.push(exited.message);
-  const errors = workerErrors(logSince(s, logStart), pid);
-  if (errors.length) problems.push(`the worker logged errors:\n    ${errors.slice(0, 5).map((l) => l.slice(0, 300)).join('\n    ')}`);
+  problems.push(...(await quietStopProblems(s, pid, logStart)));
   assert.deepEqual(problems, []);
   await s.query(`CREATE EXTENSION ably_pg`);
   await s.query(`CREATE TABLE orders (id int PRIMARY KEY)`);

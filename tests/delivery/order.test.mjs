@@ -3,20 +3,13 @@
 // batch size lowered by a reload, and a batch Ably refuses whole while
 // single messages fit. Each test needs the local server started with other
 // limits, so each has a stack of its own.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { stack, history, waitFor, status } from './helpers.mjs';
 import { proxiedStack } from './proxy.mjs';
-import { drained, assertVersions, logSince } from './checks.mjs';
+import { drained, assertVersions, logSince, stopAfterwards } from './checks.mjs';
 
-const stacks = [];
-async function track(s) {
-  stacks.push(s);
-  return s;
-}
-after(async () => {
-  for (const s of stacks) await s.stop().catch(() => {});
-});
+const track = stopAfterwards();
 
 async function deadLetters(s) {
   const { rows } = await s.query(`SELECT count(*)::int AS n FROM ably.dead_letters`);
