@@ -25,7 +25,7 @@ impl JobQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues jobs; `false` if the queue was closed.
+    /// Queues jobs; hands them back if the queue was closed.
     pub(super) fn push(&self, jobs: Vec<Job>) -> Result<(), Vec<Job>> {
         let mut state = self.lock();
         if state.closed {
