@@ -38,9 +38,13 @@ step "The ably SDK against the local Ably-compatible server"
 (cd tests && npm ci --no-audit --no-fund)
 for v in $versions; do
   step "Delivery and security on PostgreSQL $v: worker → local Ably server → ably SDK"
-  release=""
-  if [ "$v" = 15 ]; then release="$(bash scripts/build-release.sh 0.1.0 15)"; fi
-  (cd tests && PG="$v" ABLY_PG_RELEASE_010="$release" npm test)
+  release010=""
+  release020=""
+  if [ "$v" = 15 ]; then
+    release010="$(bash scripts/build-release.sh 0.1.0 15)"
+    release020="$(bash scripts/build-release.sh 0.2.0 15)"
+  fi
+  (cd tests && PG="$v" ABLY_PG_RELEASE_010="$release010" ABLY_PG_RELEASE_020="$release020" npm test)
 done
 
 step "The chat demo in Chromium (PostgreSQL $first)"

@@ -101,7 +101,6 @@ ALTER TABLE ably.queue_2 SET (autovacuum_enabled = off);
 --   retired_xid    per part: the next transaction id when writers left it;
 --                  a part is truncated once every transaction before that
 --                  has ended and been delivered (NULL: current or free)
---   cut_tick       the last tick whose rows were cut into batches
 --   epoch          random, drawn at CREATE EXTENSION and again when the
 --                  timeline changes (promotion, point-in-time recovery):
 --                  message ids start with it, so they never repeat after a
@@ -112,7 +111,6 @@ CREATE TABLE ably.queue_state (
     retired_xid     bigint[]    NOT NULL DEFAULT '{NULL,NULL,NULL}',
     rotated_at      timestamptz NOT NULL DEFAULT now(),
     rotations       bigint      NOT NULL DEFAULT 0,
-    cut_tick        bigint      NOT NULL DEFAULT 0,
     epoch           text        NOT NULL,
     epoch_timeline  integer     NOT NULL
 );
@@ -125,12 +123,27 @@ SELECT pg_catalog.substr(pg_catalog.md5(pg_catalog.random()::pg_catalog.text
 -- committed rows (top-level transaction ids, 64-bit). The rows of tick n are
 -- those visible in tick n and not in tick n-1. Tick 0 is taken here, so
 -- rows of transactions that commit after CREATE EXTENSION come after it.
+-- A tick is stored when its rows are cut into batches (the newest stored
+-- tick is where the next cut starts), committed before any of them is sent,
+-- with what makes the cut repeatable (src/batch.rs): the epoch, batch_size
+-- and max_bytes it was cut with, how many rows and batches it gave, and
+-- which of those batches need no sending any more (settled: acknowledged,
+-- dead-lettered, or replaced by rows of ably.batches). A tick is deleted
+-- once all its batches are settled and the next tick no longer needs it.
+-- The cut columns are NULL for tick 0 and for ticks cut by 0.2.0 (all of
+-- whose batches are rows of ably.batches).
 CREATE TABLE ably.ticks (
     id          bigint      PRIMARY KEY,
     snap_xmin   bigint      NOT NULL,
     snap_xmax   bigint      NOT NULL,
     snap_xip    bigint[]    NOT NULL,
-    created_at  timestamptz NOT NULL
+    created_at  timestamptz NOT NULL,
+    epoch       text,
+    batch_size  integer,
+    max_bytes   integer,
+    row_count   integer,
+    batch_count integer,
+    settled     integer[]
 );
 INSERT INTO ably.ticks (id, snap_xmin, snap_xmax, snap_xip, created_at)
 SELECT 0,
@@ -144,7 +157,9 @@ SELECT 0,
   FROM pg_catalog.pg_current_snapshot() AS s;
 
 -- Batches recorded (and committed) before they are sent, and deleted once
--- Ably acknowledged them: the rows of one tick on one channel with ids
+-- Ably acknowledged them: those that a tick's repeatable cut does not give,
+-- made smaller after a 429, split after Ably refused a batch whole, or cut
+-- by 0.2.0. Each is the rows of one tick on one channel with ids
 -- first_id..last_id, published under message ids <base>:0..count-1. After a
 -- crash a batch is read again from its tick and re-sent unchanged, so Ably
 -- de-duplicates it.

@@ -1,36 +1,106 @@
-//! Batches: what one publish request carries, recorded in `ably.batches`
-//! before it is sent.
+//! Batches: what one publish request carries for one channel, and how
+//! their message ids survive a crash.
 //!
-//! A batch is the rows of one tick on one channel with queue ids
-//! `first_id..=last_id` (`count` of them), sent as one atomic publish whose
-//! messages have ids `<base>:0..count-1`. The base is `<epoch>-<batch id>`:
-//! batch ids come from a sequence and the epoch changes whenever that
-//! sequence could move back (a new extension, a new timeline), so a base is
-//! never reused for other rows. Because the record is committed before the
-//! first attempt and deleted only after Ably's acknowledgement, a batch
-//! re-sent after a crash has the same members and ids, and Ably drops the
-//! duplicate.
+//! A batch is a run of one channel's rows within one tick, sent as one
+//! atomic publish whose messages have ids `<base>:0..count-1`. Ably
+//! de-duplicates ids for two minutes, so a batch re-sent after a crash must
+//! have the same members under the same base. Two kinds guarantee that:
 //!
-//! Cutting: a tick's rows are grouped by channel in queue-id order and cut
-//! into runs under the channel's message-count limit and Ably's size limit
-//! (a row larger than the limit gets a batch of its own, so Ably refuses that
-//! row alone).
+//! - **Cut batches** (nearly all). A tick's rows are fixed once the tick is
+//!   taken: they are the rows of transactions committed in its snapshot and
+//!   not in the previous tick's (src/tick.rs), and queue rows are never
+//!   updated or deleted before they are settled. [`cut_tick`] cuts them by
+//!   a pure function of those rows and of (`batch_size`, `max_bytes`): per
+//!   channel in order of first appearance, runs under both limits. The k-th
+//!   run is batch k of the tick, with base `<epoch>-t<tick>-<k>`. The tick
+//!   row stores the epoch, both limits and the row and batch counts, and is
+//!   committed synchronously before any of its batches is first sent; after
+//!   a crash the cut is repeated from the stored tick and gives the same
+//!   batches and ids. One row per tick, not per batch: this is what keeps
+//!   the worker's cost per message low.
+//! - **Recorded batches**, rows of `ably.batches` committed before their
+//!   first attempt: the replacements of a cut batch that must change (made
+//!   smaller after a 429, split after Ably refused it whole, a smaller
+//!   `ably.batch_size`, or a channel still rate limited when its tick is
+//!   cut), and those 0.2.0 recorded. Base `<epoch>-<batch id>` from a
+//!   sequence; the two kinds of base never meet (`t` never starts a number).
+//!
+//! A cut batch is *settled* when it needs no sending any more: acknowledged,
+//! dead-lettered, or replaced by recorded batches. Replacement and dead
+//! letters record the ordinal in the tick's `settled` in the same
+//! transaction as the rows that take its place; acknowledgements are
+//! written lazily (src/worker.rs, every maintenance pass, asynchronously),
+//! and a tick is deleted once all its batches are settled and the next tick
+//! no longer needs it as its lower bound. A crash can thus lose the record of
+//! acknowledgements of the last moments: those batches are sent again under
+//! the same ids and Ably drops them (as before this scheme, when the
+//! deletion of an acknowledged batch's row was committed asynchronously).
+//!
+//! Cutting bounds: a row larger than `max_bytes` gets a batch of its own, so
+//! Ably refuses that row alone.
 
 use crate::store::{text_datum, Table};
 use crate::tick::Event;
 use pgrx::pg_sys;
+use std::collections::HashMap;
 use std::rc::Rc;
 
-/// One row of `ably.batches`.
+/// Where a batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The `ordinal`-th batch of its tick's cut.
+    Cut { ordinal: i32 },
+    /// A row of `ably.batches`.
+    Recorded { id: i64 },
+}
+
+/// A batch. `key` identifies it in the worker's memory (in creation order);
+/// it is never stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub id: i64,
+    pub key: i64,
+    pub origin: Origin,
     pub base: String,
     pub tick: i64,
     pub channel: Rc<str>,
     pub first_id: i64,
     pub last_id: i64,
     pub count: i32,
+}
+
+/// The base of a cut batch's message ids.
+pub fn cut_base(epoch: &str, tick: i64, ordinal: i32) -> String {
+    format!("{epoch}-t{tick}-{ordinal}")
+}
+
+/// A recorded batch's base.
+pub fn recorded_base(epoch: &str, id: i64) -> String {
+    format!("{epoch}-{id}")
+}
+
+/// The repeatable cut of a tick's rows (ordered by queue id): per channel,
+/// in order of the channel's first row, runs of at most `batch_size` rows
+/// and `max_bytes` bytes. The k-th run is the tick's batch k.
+pub fn cut_tick(events: &[Event], batch_size: usize, max_bytes: usize) -> Vec<Vec<Event>> {
+    let mut order: Vec<Rc<str>> = Vec::new();
+    let mut groups: HashMap<Rc<str>, Vec<Event>> = HashMap::new();
+    for event in events {
+        groups
+            .entry(event.channel.clone())
+            .or_insert_with(|| {
+                order.push(event.channel.clone());
+                Vec::new()
+            })
+            .push(event.clone());
+    }
+    let mut batches = Vec::new();
+    for channel in order {
+        let rows = groups.remove(&channel).unwrap_or_default();
+        for run in cut(&rows, batch_size, max_bytes) {
+            batches.push(run.to_vec());
+        }
+    }
+    batches
 }
 
 unsafe extern "C-unwind" {
@@ -52,8 +122,9 @@ pub fn insert(records: &[Record]) {
     let table = Table::open("batches", pg_sys::RowExclusiveLock);
     let now = pg_sys::Datum::from(unsafe { pg_sys::GetCurrentTimestamp() });
     for r in records {
+        let Origin::Recorded { id } = r.origin else { continue };
         table.insert(&[
-            ("id", Some(pg_sys::Datum::from(r.id))),
+            ("id", Some(pg_sys::Datum::from(id))),
             ("base", Some(text_datum(&r.base))),
             ("tick", Some(pg_sys::Datum::from(r.tick))),
             ("channel", Some(text_datum(&r.channel))),
@@ -75,7 +146,7 @@ pub fn delete(ids: &[i64]) {
     }
 }
 
-/// Every recorded batch, by id (oldest first).
+/// Every recorded batch, by id (oldest first); keys are the ids.
 pub fn load_all() -> Vec<Record> {
     let mut out = Vec::new();
     Table::open("batches", pg_sys::AccessShareLock).scan_all(|row| {
@@ -88,11 +159,11 @@ pub fn load_all() -> Vec<Record> {
             row.get::<i64>("last_id"),
             row.get::<i32>("count"),
         ) {
-            out.push(Record { id, base, tick, channel: Rc::from(channel.as_str()), first_id, last_id, count });
+            out.push(Record { key: id, origin: Origin::Recorded { id }, base, tick, channel: Rc::from(channel.as_str()), first_id, last_id, count });
         }
         false
     });
-    out.sort_by_key(|r| r.id);
+    out.sort_by_key(|r| r.key);
     out
 }
 
@@ -154,5 +225,17 @@ mod unit_tests {
         let lens: Vec<usize> = cut(&e, 100, 10).iter().map(|r| r.len()).collect();
         assert_eq!(lens, vec![2, 1], "a batch may be exactly the limit");
         assert!(cut(&[], 10, 10).is_empty());
+    }
+
+    #[test]
+    fn a_tick_is_cut_per_channel_in_order_of_first_appearance() {
+        let a: Rc<str> = Rc::from("a");
+        let b: Rc<str> = Rc::from("b");
+        let e = |id: i64, c: &Rc<str>| Event { id, part: 0, tid: unsafe { std::mem::zeroed() }, channel: c.clone(), size: 1 };
+        let events = vec![e(1, &b), e(2, &a), e(3, &b), e(4, &b), e(5, &a)];
+        let batches = cut_tick(&events, 2, 100);
+        let ids: Vec<Vec<i64>> = batches.iter().map(|r| r.iter().map(|e| e.id).collect()).collect();
+        assert_eq!(ids, vec![vec![1, 3], vec![4], vec![2, 5]]);
+        assert_eq!(cut_tick(&events, 2, 100).len(), 3, "the same rows, the same cut");
     }
 }

@@ -22,9 +22,10 @@
 //!   channel at a row or two per round trip).
 //!
 //! Nothing here touches PostgreSQL: the worker turns [`Action`]s into
-//! changes of `ably.batches` and calls back with the results.
+//! changes of `ably.ticks` and `ably.batches` (src/batch.rs) and calls back
+//! with the results. Batches are named by their in-memory key.
 
-use crate::batch::Record;
+use crate::batch::{Origin, Record};
 use crate::publisher::{backoff, OutMessage, Outcome, PublishError};
 use crate::tick::Event;
 use std::collections::{HashMap, VecDeque};
@@ -97,11 +98,11 @@ impl Lane {
     }
 }
 
-/// Changes of `ably.batches` the worker must make.
+/// What the worker must make durable (src/batch.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Ably acknowledged the batch: forget it.
-    Acked { batch: i64 },
+    /// Ably acknowledged the batch (gone from its lane): settle it.
+    Acked { batch: i64, tick: i64, origin: Origin },
     /// Ably refused the batch's single message for good.
     DeadLetter { batch: i64, error: PublishError },
     /// Replace the batch by batches of at most `limit` messages (new ids).
@@ -146,16 +147,11 @@ impl Lanes {
         self.lanes.values().flat_map(|l| l.batches.iter()).flat_map(|p| p.events.iter()).filter(|e| e.part == part).count()
     }
 
-    /// The oldest tick a pending batch belongs to.
-    pub fn oldest_tick(&self) -> Option<i64> {
-        self.lanes.values().flat_map(|l| l.batches.iter()).map(|p| p.record.tick).min()
-    }
-
     /// Appends a batch at the end of its channel's lane.
     pub fn push(&mut self, pending: Pending) {
         let channel = pending.record.channel.clone();
         self.messages += pending.events.len();
-        self.owner.insert(pending.record.id, channel.clone());
+        self.owner.insert(pending.record.key, channel.clone());
         let batch_size = self.batch_size;
         self.lanes
             .entry(channel)
@@ -185,7 +181,7 @@ impl Lanes {
                     continue;
                 }
                 if pending.attempts == 0 && pending.uncertain_since.is_none() && !pending.recutting && pending.events.len() > limit {
-                    actions.push(Action::Recut { batch: pending.record.id, limit });
+                    actions.push(Action::Recut { batch: pending.record.key, limit });
                     pending.recutting = true;
                 }
             }
@@ -202,7 +198,7 @@ impl Lanes {
             .filter(|l| l.in_flight.is_none() && !l.waiting && l.backoff_until.is_none_or(|t| t <= now))
             .filter_map(|l| l.batches.front())
             .filter(|p| p.not_before <= now && !p.recutting)
-            .map(|p| p.record.id)
+            .map(|p| p.record.key)
             .collect();
         heads.sort_unstable();
         heads.truncate(max);
@@ -211,12 +207,12 @@ impl Lanes {
 
     pub fn get(&self, batch: i64) -> Option<&Pending> {
         let channel = self.owner.get(&batch)?;
-        self.lanes.get(channel)?.batches.iter().find(|p| p.record.id == batch)
+        self.lanes.get(channel)?.batches.iter().find(|p| p.record.key == batch)
     }
 
     pub fn get_mut(&mut self, batch: i64) -> Option<&mut Pending> {
         let channel = self.owner.get(&batch)?;
-        self.lanes.get_mut(channel)?.batches.iter_mut().find(|p| p.record.id == batch)
+        self.lanes.get_mut(channel)?.batches.iter_mut().find(|p| p.record.key == batch)
     }
 
     /// Marks a head as handed to the publisher.
@@ -233,11 +229,11 @@ impl Lanes {
         let batch_size = self.batch_size;
         let Some(lane) = self.lanes.get_mut(&channel) else { return applied };
         lane.in_flight = None;
-        let Some(head) = lane.batches.front_mut().filter(|p| p.record.id == batch) else { return applied };
+        let Some(head) = lane.batches.front_mut().filter(|p| p.record.key == batch) else { return applied };
         match outcome {
             Outcome::Delivered => {
                 applied.delivered_messages = head.events.len() as u64;
-                applied.actions.push(Action::Acked { batch });
+                applied.actions.push(Action::Acked { batch, tick: head.record.tick, origin: head.record.origin });
                 lane.rate_limited = 0;
                 if lane.limit < batch_size {
                     lane.limit = (lane.limit + (lane.limit / 4).max(1)).min(batch_size);
@@ -283,7 +279,7 @@ impl Lanes {
         if let Some(lane) = self.lanes.get_mut(channel) {
             if let Some(head) = lane.batches.pop_front() {
                 self.messages -= head.events.len();
-                self.owner.remove(&head.record.id);
+                self.owner.remove(&head.record.key);
             }
             lane.waiting = false;
             // An empty lane is kept while it remembers a lowered limit.
@@ -304,13 +300,13 @@ impl Lanes {
     pub fn recut(&mut self, batch: i64, replacement: Vec<Pending>) {
         let Some(channel) = self.owner.get(&batch).cloned() else { return };
         let Some(lane) = self.lanes.get_mut(&channel) else { return };
-        let Some(position) = lane.batches.iter().position(|p| p.record.id == batch) else { return };
+        let Some(position) = lane.batches.iter().position(|p| p.record.key == batch) else { return };
         let Some(old) = lane.batches.remove(position) else { return };
-        self.owner.remove(&old.record.id);
+        self.owner.remove(&old.record.key);
         self.messages -= old.events.len();
         for (offset, pending) in replacement.into_iter().enumerate() {
             self.messages += pending.events.len();
-            self.owner.insert(pending.record.id, channel.clone());
+            self.owner.insert(pending.record.key, channel.clone());
             lane.batches.insert(position + offset, pending);
         }
         if position == 0 {
@@ -369,7 +365,7 @@ mod unit_tests {
         let events = (0..n)
             .map(|i| Event { id: id * 1000 + i as i64, part: 0, tid: unsafe { std::mem::zeroed() }, channel: channel.clone(), size: 10 })
             .collect();
-        let record = Record { id, base: format!("e-{id}"), tick: 1, channel, first_id: id * 1000, last_id: id * 1000 + n as i64 - 1, count: n as i32 };
+        let record = Record { key: id, origin: Origin::Recorded { id }, base: format!("e-{id}"), tick: 1, channel, first_id: id * 1000, last_id: id * 1000 + n as i64 - 1, count: n as i32 };
         Pending::new(record, events, now)
     }
 
@@ -388,7 +384,7 @@ mod unit_tests {
         lanes.sent(1);
         assert_eq!(lanes.ready(now, 10), vec![3]);
         let applied = lanes.outcome(1, &Outcome::Delivered, now);
-        assert_eq!(applied.actions, vec![Action::Acked { batch: 1 }]);
+        assert_eq!(applied.actions, vec![Action::Acked { batch: 1, tick: 1, origin: Origin::Recorded { id: 1 } }]);
         assert_eq!(applied.delivered_messages, 2);
         assert_eq!(lanes.ready(now, 10), vec![2, 3]);
     }

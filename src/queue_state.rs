@@ -1,6 +1,7 @@
 //! The worker's durable position in `ably.queue_state` (one row): which
-//! part writers use, when each other part was left, how far ticks have been
-//! cut into batches, and the epoch that message ids start with.
+//! part writers use, when each other part was left, and the epoch that
+//! message ids start with. (How far ticks are cut is the newest row of
+//! `ably.ticks`.)
 
 use crate::store::{text_datum, Table};
 use pgrx::pg_sys;
@@ -11,7 +12,6 @@ pub struct QueueState {
     pub current_part: i16,
     /// Per part: the next transaction id when writers moved off it.
     pub retired_xid: [Option<u64>; 3],
-    pub cut_tick: i64,
     pub rotations: i64,
     pub epoch: String,
     pub epoch_timeline: i32,
@@ -25,7 +25,6 @@ pub fn load() -> Option<QueueState> {
         state = Some(QueueState {
             current_part: row.get::<i16>("current_part").unwrap_or(0),
             retired_xid: [retired_at(0), retired_at(1), retired_at(2)],
-            cut_tick: row.get::<i64>("cut_tick").unwrap_or(0),
             rotations: row.get::<i64>("rotations").unwrap_or(0),
             epoch: row.get::<String>("epoch").unwrap_or_default(),
             epoch_timeline: row.get::<i32>("epoch_timeline").unwrap_or(0),
@@ -43,7 +42,6 @@ pub fn save(state: &QueueState, rotated: bool) {
     let mut values = vec![
         ("current_part", Some(pg_sys::Datum::from(state.current_part))),
         ("retired_xid", retired.into_datum()),
-        ("cut_tick", Some(pg_sys::Datum::from(state.cut_tick))),
         ("epoch", Some(text_datum(&state.epoch))),
         ("epoch_timeline", Some(pg_sys::Datum::from(state.epoch_timeline))),
     ];

@@ -8,12 +8,12 @@
 
 use crate::batch;
 use crate::guc;
-use crate::queue_state;
 use crate::shared;
 use crate::store::Table;
 use crate::tick;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
+use std::collections::HashMap;
 
 /// One row of `ably.status()`, in the order of its columns (named in
 /// `status`'s signature, which is what pgrx reads).
@@ -55,17 +55,9 @@ fn status() -> TableIterator<
     if crate::catalog::extension().is_some_and(|e| !e.current) {
         return TableIterator::once(needs_update());
     }
-    let batches = batch::load_all();
-    let pending: i64 = batches.iter().map(|b| i64::from(b.count)).sum();
-    let ticks = tick::load_from(i64::MIN);
-    let cut = queue_state::load().and_then(|s| ticks.iter().find(|t| t.id == s.cut_tick).cloned());
-    let uncut = cut.as_ref().map_or(0, |c| tick::count_after(&c.snapshot));
-    // The oldest undelivered row committed after the tick before its own.
-    let oldest_tick = batches.iter().map(|b| b.tick - 1).min().or_else(|| (uncut > 0).then(|| cut.as_ref().map_or(0, |c| c.id)));
+    let backlog = backlog();
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    let oldest = oldest_tick
-        .and_then(|id| ticks.iter().find(|t| t.id == id))
-        .map(|t| Interval::from_micros(now - t.created_at));
+    let oldest = backlog.oldest_since.map(|at| Interval::from_micros(now - at));
     let mut dead = 0i64;
     Table::open("dead_letters", pg_sys::AccessShareLock).scan_all(|_| {
         dead += 1;
@@ -89,9 +81,9 @@ fn status() -> TableIterator<
             (
                 (v.pid != 0).then_some(v.pid),
                 state,
-                pending + uncut,
+                backlog.messages,
                 oldest,
-                batches.len() as i64,
+                backlog.batches,
                 Some(v.messages as i64),
                 Some(v.requests as i64),
                 dead,
@@ -102,7 +94,7 @@ fn status() -> TableIterator<
                 ts(v.started_at_micros),
             )
         }
-        None => (None, state, pending + uncut, oldest, batches.len() as i64, None, None, dead, None, None, None, None, None),
+        None => (None, state, backlog.messages, oldest, backlog.batches, None, None, dead, None, None, None, None, None),
     };
     TableIterator::once(row)
 }
@@ -127,12 +119,52 @@ fn needs_update() -> Row {
     (None, "needs-update".to_string(), depth, None, count("batches"), None, None, count("dead_letters"), None, None, None, Some(message), None)
 }
 
-/// Messages committed and not yet acknowledged by Ably: those of recorded
-/// batches and the rows not cut into batches yet.
+/// What is committed and not yet settled, read from the durable state.
+struct Backlog {
+    messages: i64,
+    batches: i64,
+    /// When the tick before the oldest unsettled row's was taken: that row
+    /// committed after it.
+    oldest_since: Option<i64>,
+}
+
+/// The unsettled batches of stored ticks (their cut repeated, src/batch.rs),
+/// the recorded batches, and the rows not cut into batches yet. The worker
+/// writes acknowledgements of cut batches within a maintenance pass
+/// (250 ms), so this lags delivery by about that much.
+fn backlog() -> Backlog {
+    let ticks = tick::load_all();
+    let records = batch::load_all();
+    let mut messages: i64 = records.iter().map(|b| i64::from(b.count)).sum();
+    let mut batches = records.len() as i64;
+    let mut oldest_tick = records.iter().map(|b| b.tick - 1).min();
+    let mut channels = HashMap::new();
+    for (i, t) in ticks.iter().enumerate() {
+        let Some(cut) = &t.cut else { continue };
+        if cut.settled.len() >= cut.batch_count.max(0) as usize || i == 0 || ticks[i - 1].id != t.id - 1 {
+            continue;
+        }
+        let events = tick::events(&ticks[i - 1].snapshot, &t.snapshot, &mut channels);
+        for (k, run) in batch::cut_tick(&events, cut.batch_size.max(1) as usize, cut.max_bytes.max(1) as usize).iter().enumerate() {
+            if cut.settled.binary_search(&(k as i32)).is_err() {
+                messages += run.len() as i64;
+                batches += 1;
+                oldest_tick = Some(oldest_tick.map_or(t.id - 1, |o| o.min(t.id - 1)));
+            }
+        }
+    }
+    let newest = ticks.last();
+    let uncut = newest.map_or(0, |c| tick::count_after(&c.snapshot));
+    if oldest_tick.is_none() && uncut > 0 {
+        oldest_tick = newest.map(|t| t.id);
+    }
+    let oldest_since = oldest_tick.and_then(|id| ticks.iter().find(|t| t.id == id)).map(|t| t.created_at);
+    Backlog { messages: messages + uncut, batches, oldest_since }
+}
+
+/// Messages committed and not yet acknowledged by Ably.
 pub fn undelivered() -> i64 {
-    let pending: i64 = batch::load_all().iter().map(|b| i64::from(b.count)).sum();
-    let cut = queue_state::load().and_then(|s| tick::load_from(s.cut_tick).into_iter().find(|t| t.id == s.cut_tick));
-    pending + cut.map_or(0, |c| tick::count_after(&c.snapshot))
+    backlog().messages
 }
 
 /// Why no worker serves this database, as far as the launcher tells.

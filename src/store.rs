@@ -109,6 +109,31 @@ impl Table {
         }
     }
 
+    /// Sets columns of the rows whose `column` equals the int8 `key`, found
+    /// through `index` (HOT when no indexed column changes).
+    pub fn update_int8(&self, index: &str, column: &str, key: i64, values: &[(&str, Option<pg_sys::Datum>)]) {
+        unsafe {
+            let natts = (*self.desc()).natts as usize;
+            let mut datums = vec![pg_sys::Datum::from(0); natts];
+            let mut nulls = vec![false; natts];
+            let mut replace = vec![false; natts];
+            for (column, value) in values {
+                let i = (self.attnum(column) - 1) as usize;
+                replace[i] = true;
+                match value {
+                    Some(v) => datums[i] = *v,
+                    None => nulls[i] = true,
+                }
+            }
+            self.scan_int8(index, column, key, |row| {
+                let new = pg_sys::heap_modify_tuple(row.tuple, self.desc(), datums.as_mut_ptr(), nulls.as_mut_ptr(), replace.as_mut_ptr());
+                pg_sys::CatalogTupleUpdate(self.rel, &mut (*row.tuple).t_self, new);
+                pg_sys::heap_freetuple(new);
+                false
+            });
+        }
+    }
+
     /// Calls `each` for every row whose `column` equals the int8 `key`,
     /// found through `index` (an index on that column). `each` gets the
     /// tuple (valid during the call) and returns whether to delete it.

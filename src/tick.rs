@@ -7,13 +7,17 @@
 //! waited for the earlier one's commit), and within a tick rows are ordered
 //! by queue id, which writers draw while holding the row lock.
 //!
-//! Ticks are stored in `ably.ticks` and kept while a batch still refers to
-//! them, so a batch can be read again, unchanged, after a crash. Rows are
-//! found through the `txid` index of each part: the transactions that were
-//! running at tick n-1, and the range of transaction ids started since.
+//! A tick is stored in `ably.ticks` when its rows are cut into batches,
+//! with what makes that cut repeatable ([`Cut`], src/batch.rs), and kept
+//! while one of its batches is unsettled or the next tick needs it as its
+//! lower bound, so a batch can be read again, unchanged, after a crash.
+//! Ticks taken but not cut yet live only in the worker's memory: lost in a
+//! crash, their rows are simply cut into a later tick. Rows are found
+//! through the `txid` index of each part: the transactions that were running
+//! at tick n-1, and the range of transaction ids started since.
 
 use crate::catalog;
-use crate::store::Table;
+use crate::store::{text_datum, Table};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
@@ -66,55 +70,104 @@ pub struct Tick {
     pub snapshot: Snapshot,
     /// Microseconds since 2000-01-01 (a timestamptz).
     pub created_at: i64,
+    /// How the tick's rows were cut (None: not cut yet, tick 0, or a tick
+    /// cut by 0.2.0, whose batches are all rows of `ably.batches`).
+    pub cut: Option<Cut>,
 }
 
-/// Records a new tick with the current snapshot, unless it equals `last`
-/// (then nothing could have committed since).
+/// What makes a tick's cut repeatable, and which of its batches are
+/// settled (need no sending any more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub epoch: String,
+    pub batch_size: i32,
+    pub max_bytes: i32,
+    pub row_count: i32,
+    pub batch_count: i32,
+    /// Ordinals of settled batches, ascending.
+    pub settled: Vec<i32>,
+}
+
+/// A new tick with the current snapshot, unless it equals `last` (then
+/// nothing could have committed since). Stored only when it is cut.
 pub fn take_if_new(id: i64, last: &Snapshot) -> Option<Tick> {
     let snapshot = Snapshot::current();
     if snapshot == *last {
         return None;
     }
-    let tick = Tick { id, snapshot, created_at: unsafe { pg_sys::GetCurrentTimestamp() } };
+    Some(Tick { id, snapshot, created_at: unsafe { pg_sys::GetCurrentTimestamp() }, cut: None })
+}
+
+/// Stores a tick that has just been cut.
+pub fn store(tick: &Tick) {
     let table = Table::open("ticks", pg_sys::RowExclusiveLock);
     let xip: Vec<i64> = tick.snapshot.xip.iter().map(|x| *x as i64).collect();
-    table.insert(&[
-        ("id", Some(pg_sys::Datum::from(id))),
+    let mut values = vec![
+        ("id", Some(pg_sys::Datum::from(tick.id))),
         ("snap_xmin", Some(pg_sys::Datum::from(tick.snapshot.xmin as i64))),
         ("snap_xmax", Some(pg_sys::Datum::from(tick.snapshot.xmax as i64))),
         ("snap_xip", xip.into_datum()),
         ("created_at", Some(pg_sys::Datum::from(tick.created_at))),
-    ]);
-    Some(tick)
+    ];
+    if let Some(cut) = &tick.cut {
+        values.extend([
+            ("epoch", Some(text_datum(&cut.epoch))),
+            ("batch_size", Some(pg_sys::Datum::from(cut.batch_size))),
+            ("max_bytes", Some(pg_sys::Datum::from(cut.max_bytes))),
+            ("row_count", Some(pg_sys::Datum::from(cut.row_count))),
+            ("batch_count", Some(pg_sys::Datum::from(cut.batch_count))),
+            ("settled", cut.settled.clone().into_datum()),
+        ]);
+    }
+    table.insert(&values);
 }
 
-/// Every stored tick from `from` on, by id.
-pub fn load_from(from: i64) -> Vec<Tick> {
+/// Records which of a stored tick's batches are settled.
+pub fn save_settled(id: i64, settled: &[i32]) {
+    let table = Table::open("ticks", pg_sys::RowExclusiveLock);
+    table.update_int8("ticks_pkey", "id", id, &[("settled", settled.to_vec().into_datum())]);
+}
+
+/// Forgets stored ticks (settled, and not needed by the next one).
+pub fn delete(ids: &[i64]) {
+    if ids.is_empty() {
+        return;
+    }
+    let table = Table::open("ticks", pg_sys::RowExclusiveLock);
+    for id in ids {
+        table.scan_int8("ticks_pkey", "id", *id, |_| true);
+    }
+}
+
+/// Every stored tick, by id.
+pub fn load_all() -> Vec<Tick> {
     let mut ticks = Vec::new();
     Table::open("ticks", pg_sys::AccessShareLock).scan_all(|row| {
-        let id = row.get::<i64>("id").unwrap_or(-1);
-        if id >= from {
-            let mut xip: Vec<u64> = row.get::<Vec<Option<i64>>>("snap_xip").unwrap_or_default().into_iter().flatten().map(|x| x as u64).collect();
-            xip.sort_unstable();
-            ticks.push(Tick {
-                id,
-                snapshot: Snapshot {
-                    xmin: row.get::<i64>("snap_xmin").unwrap_or(0) as u64,
-                    xmax: row.get::<i64>("snap_xmax").unwrap_or(0) as u64,
-                    xip,
-                },
-                created_at: row.get::<pgrx::datum::TimestampWithTimeZone>("created_at").map(i64::from).unwrap_or(0),
-            });
-        }
+        let mut xip: Vec<u64> = row.get::<Vec<Option<i64>>>("snap_xip").unwrap_or_default().into_iter().flatten().map(|x| x as u64).collect();
+        xip.sort_unstable();
+        let cut = match (row.get::<String>("epoch"), row.get::<i32>("batch_size"), row.get::<i32>("max_bytes"), row.get::<i32>("row_count"), row.get::<i32>("batch_count")) {
+            (Some(epoch), Some(batch_size), Some(max_bytes), Some(row_count), Some(batch_count)) => {
+                let mut settled: Vec<i32> = row.get::<Vec<Option<i32>>>("settled").unwrap_or_default().into_iter().flatten().collect();
+                settled.sort_unstable();
+                settled.dedup();
+                Some(Cut { epoch, batch_size, max_bytes, row_count, batch_count, settled })
+            }
+            _ => None,
+        };
+        ticks.push(Tick {
+            id: row.get::<i64>("id").unwrap_or(-1),
+            snapshot: Snapshot {
+                xmin: row.get::<i64>("snap_xmin").unwrap_or(0) as u64,
+                xmax: row.get::<i64>("snap_xmax").unwrap_or(0) as u64,
+                xip,
+            },
+            created_at: row.get::<pgrx::datum::TimestampWithTimeZone>("created_at").map(i64::from).unwrap_or(0),
+            cut,
+        });
         false
     });
     ticks.sort_by_key(|t| t.id);
     ticks
-}
-
-/// Forgets ticks before `keep` (no batch refers to them any more).
-pub fn forget_before(keep: i64) {
-    Table::open("ticks", pg_sys::RowExclusiveLock).scan_all(|row| row.get::<i64>("id").is_some_and(|id| id < keep));
 }
 
 /// Where a queue row is, and what the worker needs to cut batches.

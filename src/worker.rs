@@ -3,27 +3,35 @@
 //! deletes or updates a queue row.
 //!
 //! A round, on the worker's only PostgreSQL thread:
-//! 1. Apply what the publisher threads reported: forget acknowledged
-//!    batches, move refused messages to `ably.dead_letters`, replace batches
-//!    that must be split (src/lanes.rs says which, keeping channel order).
+//! 1. Apply what the publisher threads reported (src/lanes.rs says what):
+//!    acknowledged batches are settled in memory (a recorded one's row is
+//!    deleted); refused messages move to `ably.dead_letters` and batches
+//!    that must change are replaced by recorded ones, each together with
+//!    the tick's `settled` in the same transaction.
 //! 2. Take a tick when new rows may have committed (src/tick.rs), and cut
-//!    the rows of the oldest uncut ticks into batches per channel, recorded
-//!    in `ably.batches` together with the advanced `cut_tick` — committed
-//!    synchronously, so a batch is durable before it is first sent.
+//!    the rows of the oldest uncut ticks into batches (src/batch.rs): one
+//!    `ably.ticks` row per cut, committed synchronously, so a batch's ids
+//!    are durable before it is first sent.
 //! 3. Load the rows of the batches to send now and hand them to the
 //!    publisher threads, at most one request per channel.
-//! 4. Every 250 ms: rotate the queue parts and TRUNCATE a drained one.
+//! 4. Every 250 ms: write the settled batches of ticks that stay and delete
+//!    the ticks that are done, then rotate the queue parts and TRUNCATE a
+//!    drained one (in that order, in one transaction: a part is never
+//!    emptied while a stored tick that needs its rows is not settled).
 //!
 //! Crash cases (each re-reads `ably.queue_state`, `ably.ticks` and
-//! `ably.batches` and continues):
-//! - before step 2 commits: the tick and batches are gone; the same rows are
-//!   cut again into new batches that were never sent.
-//! - after step 2, before or during sending: the recorded batches are read
-//!   again from their ticks and re-sent with the same members and ids; Ably
-//!   de-duplicates what it already had.
-//! - after Ably acknowledged, before step 1 forgot the batch: the same.
+//! `ably.batches`, cuts every unsettled stored tick again and continues):
+//! - before step 2 commits: the tick is gone; its rows are cut into a
+//!   later tick, into batches that were never sent.
+//! - after step 2, before or during sending: the tick's cut is repeated and
+//!   gives the same batches and ids (src/batch.rs); Ably de-duplicates what
+//!   it already had. Recorded batches are re-sent from their rows.
+//! - after Ably acknowledged, before step 4 wrote it: the same.
+//! - after a replacement or a dead letter: the tick's `settled` and the rows
+//!   that replace the batch were committed together; neither or both.
 //! - during rotation: see src/queue.rs; a part is truncated only when every
-//!   transaction that could write to it has ended and its rows are delivered.
+//!   transaction that could write to it has ended and its rows are settled
+//!   in memory and in `ably.ticks`.
 //!
 //! The worker sleeps on its latch and on a pipe the publisher threads write
 //! to: a COMMIT that queued something wakes it (`ably.poll_interval` is only
@@ -32,7 +40,7 @@
 //! is shutting down) or DROP EXTENSION (without an ERROR), and leaves a
 //! database that is being dropped.
 
-use crate::batch::{self, Record};
+use crate::batch::{self, Origin, Record};
 use crate::catalog;
 use crate::guc;
 use crate::identity;
@@ -45,7 +53,7 @@ use crate::tick::{self, Event, Tick};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::PgTryBuilder;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,9 +125,13 @@ struct Worker {
     actions: Vec<Action>,
     state: Option<QueueState>,
     /// The last tick cut into batches (the lower bound of the next one) and
-    /// the ticks taken since, oldest first.
+    /// the ticks taken since, oldest first (in memory only).
     cut: Option<Tick>,
     uncut: VecDeque<Tick>,
+    /// The stored ticks and how far their batches are settled.
+    stored: BTreeMap<i64, Stored>,
+    /// The next in-memory batch key.
+    next_key: i64,
     channels: HashMap<String, Rc<str>>,
     /// Committed rows cut from each part since the worker started (for
     /// rotation).
@@ -129,13 +141,37 @@ struct Worker {
     last_tick_at: Instant,
     jobs_in_flight: usize,
     batch_size: usize,
-    /// Ticks before this one have been forgotten.
-    forgotten_before: i64,
     /// Transaction ids of the worker's own recent rounds (they queue
     /// nothing, so they are no reason for a new tick).
     own_xids: Vec<u64>,
     /// The extension the in-memory state belongs to.
     extension_oid: Option<pg_sys::Oid>,
+}
+
+/// A stored tick, as the worker tracks it (src/batch.rs).
+#[derive(Debug, Default)]
+struct Stored {
+    /// Batches of its cut (0: not cut by this scheme).
+    batch_count: i32,
+    settled: BTreeSet<i32>,
+    /// Its recorded batches not yet acknowledged.
+    recorded_pending: usize,
+    /// `settled` changed since it was last written.
+    dirty: bool,
+    /// The queue parts its rows are in (bit n: `ably.queue_n`). A part is
+    /// not truncated while an unsettled tick has rows in it: repeating the
+    /// cut needs all of the tick's rows.
+    parts: u8,
+}
+
+fn parts_of(events: &[Event]) -> u8 {
+    events.iter().fold(0, |mask, e| mask | (1u8 << e.part))
+}
+
+impl Stored {
+    fn is_settled(&self) -> bool {
+        self.recorded_pending == 0 && self.settled.len() >= self.batch_count.max(0) as usize
+    }
 }
 
 fn poll_interval() -> Duration {
@@ -168,7 +204,8 @@ impl Worker {
             last_tick_at: Instant::now(),
             jobs_in_flight: 0,
             batch_size: guc::BATCH_SIZE.get().max(1) as usize,
-            forgotten_before: 0,
+            stored: BTreeMap::new(),
+            next_key: 1,
             own_xids: Vec::new(),
             extension_oid: None,
         }
@@ -184,6 +221,10 @@ impl Worker {
             if !unsafe { PostmasterIsAliveInternal() } {
                 unsafe { pg_sys::proc_exit(1) };
             }
+            // Absorb what other backends ask of every process, such as the
+            // ProcSignalBarrier of DROP DATABASE: an idle round may touch
+            // nothing that would check for interrupts on its own.
+            pgrx::check_for_interrupts!();
             if BackgroundWorker::sigterm_received() {
                 return ExitReason::None;
             }
@@ -260,6 +301,9 @@ impl Worker {
         }
         if let Some(t) = self.lanes.ticks_held_until(now) {
             next = next.min(t - now);
+        }
+        if self.settlements_pending() {
+            next = next.min(MAINTENANCE_EVERY.saturating_sub(self.last_maintenance.elapsed()));
         }
         if paused {
             next = next.min(AUTH_RETRY.saturating_sub(self.paused_since.map_or(Duration::ZERO, |s| s.elapsed())));
@@ -363,7 +407,7 @@ impl Worker {
         self.uncut.clear();
         self.publisher = None;
         self.jobs_in_flight = 0;
-        self.forgotten_before = 0;
+        self.stored.clear();
         self.own_xids.clear();
         self.rows_in_part = [0; PARTS as usize];
     }
@@ -426,48 +470,105 @@ impl Worker {
             }
         }
         self.slot.set_part(state.current_part);
-        let ticks = tick::load_from(i64::MIN);
-        let records = batch::load_all();
-        self.lanes = Lanes::new(self.batch_size);
-        let now = Instant::now();
-        // Read each tick holding a recorded batch once.
-        let mut by_tick: Vec<i64> = records.iter().map(|r| r.tick).collect();
-        by_tick.sort_unstable();
-        by_tick.dedup();
-        let mut events_of: HashMap<i64, Vec<Event>> = HashMap::new();
-        for t in by_tick {
-            let (Some(prev), Some(cur)) = (ticks.iter().find(|x| x.id == t - 1), ticks.iter().find(|x| x.id == t)) else {
-                warning!("ably_pg: tick {t} of a recorded batch is missing; its batches cannot be re-sent");
-                continue;
-            };
-            events_of.insert(t, tick::events(&prev.snapshot, &cur.snapshot, &mut self.channels));
+        let ticks = tick::load_all();
+        let Some(newest) = ticks.last().cloned() else {
+            pgrx::error!("ably_pg: ably.ticks is empty; reinstall the extension");
+        };
+        let mut recorded_of: HashMap<i64, Vec<Record>> = HashMap::new();
+        for record in batch::load_all() {
+            recorded_of.entry(record.tick).or_default().push(record);
         }
+        self.lanes = Lanes::new(self.batch_size);
+        self.stored.clear();
+        let now = Instant::now();
         let mut resent = 0;
-        for record in records {
-            let Some(events) = events_of.get(&record.tick) else { continue };
-            let members = batch::members(&record, events);
+        for (i, t) in ticks.iter().enumerate() {
+            let recorded = recorded_of.remove(&t.id).unwrap_or_default();
+            let mut entry = Stored {
+                batch_count: t.cut.as_ref().map_or(0, |c| c.batch_count),
+                settled: t.cut.as_ref().map(|c| c.settled.iter().copied().collect()).unwrap_or_default(),
+                recorded_pending: recorded.len(),
+                dirty: false,
+                parts: 0,
+            };
+            if !entry.is_settled() {
+                let prev = if i > 0 && ticks[i - 1].id == t.id - 1 { Some(&ticks[i - 1]) } else { None };
+                match prev {
+                    None => warning!("ably_pg: the tick before tick {} is missing; its batches cannot be re-sent", t.id),
+                    Some(prev) => resent += self.resume_tick(prev, t, &mut entry, recorded, now),
+                }
+            }
+            self.stored.insert(t.id, entry);
+        }
+        if resent > 0 {
+            log!("ably_pg: re-sending {resent} unacknowledged batches");
+        }
+        self.cut = Some(newest);
+        self.uncut.clear();
+        self.state = Some(state);
+    }
+
+    /// Puts the unsettled batches of a stored tick back in their lanes: its
+    /// cut repeated (the same batches and ids, src/batch.rs) and its
+    /// recorded batches. Returns how many.
+    fn resume_tick(&mut self, prev: &Tick, t: &Tick, entry: &mut Stored, recorded: Vec<Record>, now: Instant) -> usize {
+        let events = tick::events(&prev.snapshot, &t.snapshot, &mut self.channels);
+        entry.parts = parts_of(&events);
+        let mut pendings = Vec::new();
+        if let Some(cut) = &t.cut {
+            if events.len() != cut.row_count.max(0) as usize {
+                warning!("ably_pg: tick {} has {} of its {} rows; sending those", t.id, events.len(), cut.row_count);
+            }
+            let runs = batch::cut_tick(&events, cut.batch_size.max(1) as usize, cut.max_bytes.max(1) as usize);
+            for (k, run) in runs.into_iter().enumerate() {
+                if !entry.settled.contains(&(k as i32)) {
+                    pendings.push(self.cut_pending(t.id, &cut.epoch, k as i32, run, now));
+                }
+            }
+        }
+        for record in recorded {
+            let members = batch::members(&record, &events);
             if members.len() != record.count as usize {
                 warning!(
                     "ably_pg: batch {} on channel {} has {} of its {} rows; sending those",
-                    record.id,
+                    record.base,
                     display_channel(&record.channel),
                     members.len(),
                     record.count
                 );
             }
             let channel = self.intern(&record.channel);
-            self.lanes.push(Pending::new(Record { channel, ..record }, members, now));
-            resent += 1;
+            let key = self.new_key();
+            pendings.push(Pending::new(Record { key, channel, ..record }, members, now));
         }
-        if resent > 0 {
-            log!("ably_pg: re-sending {resent} unacknowledged batches");
+        // Queue order within each channel.
+        pendings.sort_by_key(|p| p.record.first_id);
+        let n = pendings.len();
+        for pending in pendings {
+            self.lanes.push(pending);
         }
-        self.cut = ticks.iter().find(|t| t.id == state.cut_tick).cloned();
-        if self.cut.is_none() {
-            pgrx::error!("ably_pg: tick {} is missing; reinstall the extension", state.cut_tick);
-        }
-        self.uncut = ticks.into_iter().filter(|t| t.id > state.cut_tick).collect();
-        self.state = Some(state);
+        n
+    }
+
+    fn new_key(&mut self) -> i64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        key
+    }
+
+    /// The `ordinal`-th batch of tick `tick`'s cut.
+    fn cut_pending(&mut self, tick: i64, epoch: &str, ordinal: i32, run: Vec<Event>, now: Instant) -> Pending {
+        let record = Record {
+            key: self.new_key(),
+            origin: Origin::Cut { ordinal },
+            base: batch::cut_base(epoch, tick, ordinal),
+            tick,
+            channel: run[0].channel.clone(),
+            first_id: run[0].id,
+            last_id: run[run.len() - 1].id,
+            count: run.len() as i32,
+        };
+        Pending::new(record, run, now)
     }
 
     fn intern(&mut self, channel: &str) -> Rc<str> {
@@ -479,15 +580,19 @@ impl Worker {
         c
     }
 
-    /// Step 1: makes the outcomes' consequences durable. Returns whether a
-    /// new batch was recorded (a re-cut).
+    /// Step 1: makes the outcomes' consequences durable. Returns whether
+    /// the round must commit synchronously: a re-cut recorded new batches
+    /// (their ids must be durable before they are sent), or a dead letter
+    /// was written (so that one seen is never sent again after a crash).
     fn apply_actions(&mut self) -> bool {
         let actions = std::mem::take(&mut self.actions);
-        let mut acked = Vec::new();
+        let mut deleted = Vec::new();
+        // Ticks whose `settled` must be written in this transaction.
+        let mut write_now = BTreeSet::new();
         let mut recorded = false;
         for action in actions {
             match action {
-                Action::Acked { batch } => acked.push(batch),
+                Action::Acked { tick, origin, .. } => self.settle(tick, origin, &mut deleted),
                 Action::DeadLetter { batch, error } => {
                     if let Some(pending) = self.lanes.get(batch) {
                         move_to_dead_letters(&pending.events, &error);
@@ -496,23 +601,57 @@ impl Worker {
                             pending.events.len(),
                             display_channel(&pending.record.channel)
                         );
-                        acked.push(batch);
+                        let (tick, origin) = (pending.record.tick, pending.record.origin);
+                        self.settle(tick, origin, &mut deleted);
+                        write_now.insert(tick);
+                        recorded = true;
                     }
                     self.lanes.dead_lettered(batch);
                 }
                 Action::Recut { batch, limit } => {
                     let Some(pending) = self.lanes.get(batch) else { continue };
-                    let tick = pending.record.tick;
+                    let record = pending.record.clone();
                     let events = pending.events.clone();
-                    let replacement = self.record_batches(tick, &events, limit);
-                    acked.push(batch);
+                    let replacement = self.record_batches(record.tick, &events, limit);
+                    if let Some(entry) = self.stored.get_mut(&record.tick) {
+                        entry.recorded_pending += replacement.len();
+                    }
+                    self.settle(record.tick, record.origin, &mut deleted);
+                    write_now.insert(record.tick);
                     recorded = true;
                     self.lanes.recut(batch, replacement);
                 }
             }
         }
-        batch::delete(&acked);
+        batch::delete(&deleted);
+        for tick in write_now {
+            self.write_settled(tick);
+        }
         recorded
+    }
+
+    /// A batch needs no sending any more: a recorded one's row goes (into
+    /// `deleted`), a cut one is settled in memory (written by the caller or
+    /// by the next maintenance pass).
+    fn settle(&mut self, tick: i64, origin: Origin, deleted: &mut Vec<i64>) {
+        if let Origin::Recorded { id } = origin {
+            deleted.push(id);
+        }
+        let Some(entry) = self.stored.get_mut(&tick) else { return };
+        match origin {
+            Origin::Recorded { .. } => entry.recorded_pending = entry.recorded_pending.saturating_sub(1),
+            Origin::Cut { ordinal } => entry.dirty |= entry.settled.insert(ordinal),
+        }
+    }
+
+    /// Writes a stored tick's settled batches if they changed.
+    fn write_settled(&mut self, tick: i64) {
+        let Some(entry) = self.stored.get_mut(&tick) else { return };
+        if entry.dirty && entry.batch_count > 0 {
+            let settled: Vec<i32> = entry.settled.iter().copied().collect();
+            tick::save_settled(tick, &settled);
+        }
+        entry.dirty = false;
     }
 
     /// Cuts one channel's rows of a tick into batches of at most `limit`,
@@ -526,8 +665,9 @@ impl Worker {
         for run in batch::cut(events, limit, max_bytes) {
             let id = batch::next_id();
             let record = Record {
-                id,
-                base: format!("{epoch}-{id}"),
+                key: self.new_key(),
+                origin: Origin::Recorded { id },
+                base: batch::recorded_base(&epoch, id),
                 tick,
                 channel: run[0].channel.clone(),
                 first_id: run[0].id,
@@ -568,45 +708,57 @@ impl Worker {
         self.uncut.push_back(tick);
     }
 
-    /// Step 2: cuts uncut ticks into batches while not too much is pending.
-    /// Returns whether batches were recorded.
+    /// Step 2: cuts uncut ticks into batches while not too much is pending,
+    /// one stored tick each (src/batch.rs). Returns whether batches were
+    /// cut (the round must then commit synchronously).
     fn cut_ticks(&mut self) -> bool {
-        let mut recorded = false;
+        let mut cut_any = false;
+        let batch_size = self.batch_size;
+        let max_bytes = guc::MAX_MESSAGE_SIZE.get().max(1) as usize;
         while self.lanes.pending_messages() < cut_ahead() {
-            let Some(next) = self.uncut.pop_front() else { break };
+            let Some(mut next) = self.uncut.pop_front() else { break };
             let Some(prev) = self.cut.take() else { break };
             let events = tick::events(&prev.snapshot, &next.snapshot, &mut self.channels);
-            // Group by channel, keeping queue order within each.
-            let mut order: Vec<Rc<str>> = Vec::new();
-            let mut groups: HashMap<Rc<str>, Vec<Event>> = HashMap::new();
-            for event in events {
+            for event in &events {
                 self.rows_in_part[event.part as usize] += 1;
-                groups
-                    .entry(event.channel.clone())
-                    .or_insert_with(|| {
-                        order.push(event.channel.clone());
-                        Vec::new()
-                    })
-                    .push(event);
             }
-            for channel in order {
-                let events = groups.remove(&channel).unwrap_or_default();
-                let limit = self.lanes.limit(&channel);
-                for pending in self.record_batches(next.id, &events, limit) {
+            let epoch = self.state.as_ref().map(|s| s.epoch.clone()).unwrap_or_default();
+            let runs = batch::cut_tick(&events, batch_size, max_bytes);
+            let mut entry = Stored { batch_count: runs.len() as i32, parts: parts_of(&events), ..Stored::default() };
+            let now = Instant::now();
+            for (k, run) in runs.into_iter().enumerate() {
+                let limit = self.lanes.limit(&run[0].channel);
+                if run.len() > limit {
+                    // The channel is still rate limited: smaller batches,
+                    // recorded, take this one's place before it is sent.
+                    entry.settled.insert(k as i32);
+                    let replacement = self.record_batches(next.id, &run, limit);
+                    entry.recorded_pending += replacement.len();
+                    for pending in replacement {
+                        self.lanes.push(pending);
+                    }
+                } else {
+                    let pending = self.cut_pending(next.id, &epoch, k as i32, run, now);
                     self.lanes.push(pending);
                 }
-                recorded = true;
             }
-            if let Some(state) = self.state.as_mut() {
-                state.cut_tick = next.id;
-                queue_state::save(state, false);
-            }
+            cut_any |= entry.batch_count > 0;
+            next.cut = Some(tick::Cut {
+                epoch,
+                batch_size: batch_size as i32,
+                max_bytes: max_bytes as i32,
+                row_count: events.len() as i32,
+                batch_count: entry.batch_count,
+                settled: entry.settled.iter().copied().collect(),
+            });
+            tick::store(&next);
+            self.stored.insert(next.id, entry);
             self.cut = Some(next);
             if !unsafe { PostmasterIsAliveInternal() } {
                 unsafe { pg_sys::proc_exit(1) };
             }
         }
-        recorded
+        cut_any
     }
 
     /// Step 3a: the batches to send now, with their rows loaded.
@@ -715,17 +867,22 @@ impl Worker {
         self.slot.set_state(state);
     }
 
-    /// Step 4: rotation and truncation of queue parts (see src/queue.rs),
-    /// and forgetting ticks no batch needs.
+    /// Step 4: settled batches written and finished ticks forgotten, then
+    /// rotation and truncation of queue parts (see src/queue.rs).
     fn maintain(&mut self) {
         let Some(mut state) = self.state.clone() else { return };
         let Some(cut) = self.cut.clone() else { return };
+        // First, in this transaction: a part is truncated below only if no
+        // stored tick still names its rows as unsettled.
+        self.write_settlements(cut.id);
         let mut changed = false;
         for part in 0..PARTS {
             let Some(retired) = state.retired_xid[part as usize] else { continue };
             // Every transaction that could write to the part has ended and
-            // been cut, and none of its rows is still pending.
-            if cut.snapshot.xmin >= retired && self.lanes.pending_in_part(part as u8) == 0 && truncate_part(part) {
+            // been cut, none of its rows is still pending, and no stored
+            // tick with rows in it is unsettled.
+            let needed = self.stored.values().any(|e| !e.is_settled() && e.parts & (1 << part) != 0);
+            if cut.snapshot.xmin >= retired && !needed && self.lanes.pending_in_part(part as u8) == 0 && truncate_part(part) {
                 state.retired_xid[part as usize] = None;
                 self.rows_in_part[part as usize] = 0;
                 changed = true;
@@ -758,12 +915,34 @@ impl Worker {
             queue_state::save(&state, false);
         }
         self.state = Some(state);
-        // Ticks before the oldest one a batch (or the next cut) needs.
-        let keep = self.lanes.oldest_tick().map_or(cut.id, |t| t - 1).min(cut.id);
-        if keep > self.forgotten_before {
-            tick::forget_before(keep);
-            self.forgotten_before = keep;
+    }
+
+    /// Deletes the stored ticks that are settled and that the next tick
+    /// does not need as its lower bound (any but the newest, whose
+    /// successor is settled too), and writes the settled batches of the
+    /// others where they changed.
+    fn write_settlements(&mut self, newest: i64) {
+        let mut done = Vec::new();
+        let ids: Vec<i64> = self.stored.keys().copied().collect();
+        for id in ids {
+            let settled = self.stored.get(&id).is_some_and(|e| e.is_settled());
+            let next_settled = self.stored.get(&(id + 1)).is_none_or(|e| e.is_settled());
+            if id != newest && settled && next_settled {
+                done.push(id);
+            } else {
+                self.write_settled(id);
+            }
         }
+        tick::delete(&done);
+        for id in done {
+            self.stored.remove(&id);
+        }
+    }
+
+    /// Whether settled batches wait to be written (the next maintenance
+    /// pass should not wait for a poll interval).
+    fn settlements_pending(&self) -> bool {
+        self.stored.values().any(|e| e.dirty)
     }
 
     /// (Re)creates the publisher when the configuration changed.

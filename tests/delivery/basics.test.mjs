@@ -34,9 +34,9 @@ test('insert, update and delete arrive with channel, name, data and idempotent i
     assert.equal(got[1].data.old.body, 'hi');
     assert.equal(got[2].data.new, null);
     assert.equal(got[2].data.old.body, 'hello');
-    // <epoch>-<batch>:<index>, the epoch drawn when the extension was created
+    // <epoch>-t<tick>-<batch>:<index>, the epoch drawn when the extension was created
     const { rows: [{ epoch }] } = await s.query('SELECT epoch FROM ably.queue_state');
-    for (const m of got) assert.match(m.id, new RegExp(`^${epoch}-\\d+:\\d+$`));
+    for (const m of got) assert.match(m.id, new RegExp(`^${epoch}-t\\d+-\\d+:\\d+$`));
     assert.equal(new Set(got.map((m) => m.id)).size, 3);
     assert.deepEqual(sub.received.map((m) => m.id), got.map((m) => m.id));
     assert.ok(!got.some((m) => m.data.new?.author === 'ghost'));

@@ -1,16 +1,18 @@
 // Message ids never repeat within Ably's two-minute idempotency window, or
 // Ably drops the later message as a duplicate of the earlier one while the
 // worker counts it delivered (issue 10, item 1). Ids are
-// <epoch>-<batch>:<index>; the epoch is drawn at CREATE EXTENSION and again
-// on a new timeline, so a batch sequence that moved back (re-creation,
-// promotion of a standby) cannot reuse an id.
+// <epoch>-t<tick>-<batch>:<index> (a tick's repeatable cut) or
+// <epoch>-<batch>:<index> (a recorded batch, src/batch.rs); the epoch is
+// drawn at CREATE EXTENSION and again on a new timeline, so tick numbers or
+// a batch sequence that moved back (re-creation, promotion of a standby)
+// cannot reuse an id.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { stack, history, waitFor } from './helpers.mjs';
 import { drained } from './checks.mjs';
 
-/** A message id without its `-<batch>:<index>` tail. */
-const prefixOf = (id) => id.replace(/-\d+:\d+$/, '');
+/** A message id without its `-[t<tick>-]<batch>:<index>` tail. */
+const prefixOf = (id) => id.replace(/-(t\d+-)?\d+:\d+$/, '');
 
 const stacks = [];
 after(async () => {
@@ -23,8 +25,8 @@ test('DROP and CREATE EXTENSION within two minutes: every message after re-creat
   await s.query(`CREATE TABLE items (id int PRIMARY KEY, label text)`);
   const publish = () => s.query(`SELECT ably.publish_table('items', 'ids-recreate')`);
   await publish();
-  // One batch per row: the batch sequence advances once per row, so the
-  // second incarnation's batches get the first one's batch numbers again.
+  // One tick per row: the second incarnation's ticks get the first one's
+  // tick numbers again.
   for (let id = 1; id <= 5; id++) {
     await s.query(`INSERT INTO items VALUES ($1, 'first')`, [id]);
     await drained(s);
@@ -46,10 +48,10 @@ test('DROP and CREATE EXTENSION within two minutes: every message after re-creat
   assert.deepEqual(rows, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   assert.equal(new Set(got.map((m) => m.id)).size, got.length, 'no id used twice');
 
-  // <epoch>-<batch>:<index>, with the epoch of the incarnation that sent it
+  // <epoch>-…:<index>, with the epoch of the incarnation that sent it
   const { rows: [{ epoch }] } = await s.query(`SELECT epoch FROM ably.queue_state`);
   const second = got.filter((m) => m.data.new.id > 5);
-  for (const m of second) assert.match(m.id, new RegExp(`^${epoch}-\\d+:\\d+$`));
+  for (const m of second) assert.match(m.id, new RegExp(`^${epoch}-(t\\d+-)?\\d+:\\d+$`));
   assert.ok(got.filter((m) => m.data.new.id <= 5).every((m) => prefixOf(m.id) !== epoch), 'a new epoch after re-creation');
 });
 

@@ -26,6 +26,9 @@ export const MODES = {
   html404: { status: 404, type: 'text/html', body: '<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1><p>nginx</p></body></html>' },
   /** Accept the request and never answer (until the proxy stops). */
   hang: 'hang',
+  /** Forward to Ably, which stores the messages, and never answer: the
+   *  acknowledgement is lost. */
+  swallow: 'swallow',
   /** Close the connection without an answer: the host is down. */
   reset: 'reset',
 };
@@ -52,6 +55,22 @@ export function messageIdsOf(body) {
   return ids;
 }
 
+/** The messages in a publish body, as { id, data }. */
+export function messagesOf(body) {
+  let doc;
+  try {
+    doc = JSON.parse(body);
+  } catch {
+    return [];
+  }
+  const out = [];
+  for (const item of Array.isArray(doc) ? doc : [doc]) {
+    const messages = item && item.messages !== undefined ? [].concat(item.messages) : [item];
+    for (const m of messages) if (m && m.id) out.push({ id: m.id, data: m.data });
+  }
+  return out;
+}
+
 /** Channel names a publish addresses: from the path, or a batch publish body. */
 export function channelsOf(url, body) {
   const m = /^\/channels\/([^/?]*)\/messages/.exec(url ?? '');
@@ -75,8 +94,12 @@ export class Proxy {
   constructor({ mode = 'pass', target = null } = {}) {
     this.mode = mode;
     this.target = target;
-    /** { at, mode, method, url, ids, status } for every request. */
+    /** { at, mode, method, url, ids, channels, status } for every request
+     *  (and its messages, { id, data }, while keepMessages is set). */
     this.requests = [];
+    this.keepMessages = false;
+    /** If set, (entry) => a mode for that request, instead of this.mode. */
+    this.route = null;
     this.hung = new Set();
     this.sockets = new Set();
   }
@@ -104,14 +127,25 @@ export class Proxy {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      const mode = this.mode;
       const text = body.toString('utf8');
-      const entry = { at: Date.now(), mode, method: req.method, url: req.url, ids: messageIdsOf(text), channels: channelsOf(req.url, text), status: null };
+      const entry = { at: Date.now(), mode: this.mode, method: req.method, url: req.url, ids: messageIdsOf(text), channels: channelsOf(req.url, text), status: null };
+      if (this.keepMessages) entry.messages = messagesOf(text);
+      if (this.route) entry.mode = this.route(entry) ?? this.mode;
+      const mode = entry.mode;
       this.requests.push(entry);
       const canned = MODES[mode];
-      if (canned === 'hang') {
+      if (canned === 'hang' || canned === 'swallow') {
         this.hung.add(res);
         res.on('close', () => this.hung.delete(res));
+        if (canned === 'swallow' && this.target) {
+          const headers = { ...req.headers, host: `127.0.0.1:${this.target}` };
+          const upstream = httpRequest({ host: '127.0.0.1', port: this.target, method: req.method, path: req.url, headers }, (up) => {
+            entry.status = `swallowed ${up.statusCode}`;
+            up.resume();
+          });
+          upstream.on('error', () => { entry.status = 'upstream-error'; });
+          upstream.end(body);
+        }
         return;
       }
       if (canned === 'reset') {
