@@ -176,7 +176,7 @@ export async function benchStack(settings = {}) {
      * parts wait for truncation, the last tick cut). */
     async queueState() {
       return h.one(`SELECT current_part, rotations::bigint AS rotations, extract(epoch FROM rotated_at) * 1000 AS rotated_at,
-                           (SELECT count(*) FROM unnest(retired_xid) x WHERE x IS NOT NULL)::int AS retired, cut_tick::bigint AS cut_tick
+                           (SELECT count(*) FROM unnest(retired_xid) x WHERE x IS NOT NULL)::int AS retired, (SELECT max(id) FROM ably.ticks)::bigint AS cut_tick
                     FROM ably.queue_state`);
     },
 

@@ -23,8 +23,10 @@
 //! retiring point. A writer takes its transaction id before it reads the
 //! part, so any writer that still saw the old part has an id below X. Once
 //! every transaction below X has ended, been cut into batches and delivered,
-//! the old part is truncated as a whole (heap_truncate_one_rel: WAL-logged,
-//! and it keeps the part's files, so writers' cached relations stay valid).
+//! and no stored tick with rows in the part has unsettled batches (repeating
+//! a tick's cut after a crash needs all its rows, src/batch.rs), the old
+//! part is truncated as a whole (heap_truncate_one_rel: WAL-logged, and it
+//! keeps the part's files, so writers' cached relations stay valid).
 
 use crate::catalog;
 use crate::shared;

@@ -282,9 +282,11 @@ impl Worker {
             self.lanes.reset_in_flight();
         }
 
-        // Ask to be woken before looking: a commit after the look sets the latch.
-        self.slot.set_wants_wake(true);
+        // Ask to be woken before looking: a commit after the look sets the
+        // latch. A worker that cannot deliver (no key, paused) is not woken
+        // by commits: it looks every poll interval, and a reload wakes it.
         let deliver = configured && !paused;
+        self.slot.set_wants_wake(deliver);
         let ready = self.guarded(|w| w.database_round(deliver))?;
         if deliver {
             self.dispatch(ready);
