@@ -273,8 +273,10 @@ export function report(r, { json = null } = {}) {
       const st = (x) => (x ? `ins ${int(x.ins)}, del ${int(x.del)}, n_dead_tup ${int(x.dead)}, vacuums ${int(x.vacuums)}` : '–');
       return `${int(s.targetRate)}/s: ${mb(bk.atThird.bytes)} MB at ${int(bk.atThird.t)} s → ${mb(bk.atEnd.bytes)} MB at ${int(bk.atEnd.t)} s (${int(bk.bytesPer1000Messages)} B per 1,000 messages delivered), ${mb(bk.final)} MB after the drain; statistics of ably.batches: ${st(bk.batchesStats)}; of ably.ticks: ${st(bk.ticksStats)}`;
     }).join('; ')}.\n`;
-    const silent = r.steady.filter((s) => s.queue.bookkeeping?.batchesStats && s.queue.bookkeeping.batchesStats.ins === 0 && s.received > 0);
-    if (silent.length) out += `\n**The worker's table statistics never reach pg_stat:** after ${silent.map((s) => `${int(s.received)} messages at ${int(s.targetRate)}/s`).join(' and ')}, pg_stat_all_tables still shows 0 inserts and 0 deletes on ably.batches (the worker, a background worker, does not report its counts), so n_dead_tup of ably.batches and ably.ticks reads 0 and autovacuum never visits them; pgstattuple above shows their real dead tuples.\n`;
+    // Since 0.3.0 ably.batches is written only for re-cut batches: the
+    // worker's statistics are silent only if ably.ticks shows no inserts.
+    const silent = r.steady.filter((s) => s.queue.bookkeeping?.ticksStats && s.queue.bookkeeping.ticksStats.ins === 0 && (s.queue.bookkeeping.batchesStats?.ins ?? 0) === 0 && s.received > 0);
+    if (silent.length) out += `\n**The worker's table statistics never reach pg_stat:** after ${silent.map((s) => `${int(s.received)} messages at ${int(s.targetRate)}/s`).join(' and ')}, pg_stat_all_tables still shows 0 inserts and 0 deletes on ably.ticks and ably.batches (the worker, a background worker, does not report its counts), so their n_dead_tup reads 0 and autovacuum never visits them; pgstattuple above shows their real dead tuples.\n`;
     const lt = r.steady.find((s) => s.longTx);
     if (lt) out += `\nThe REPEATABLE READ transaction (BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ${lt.table}) was open from ${f1(lt.longTx.opened)} s to ${f1(lt.longTx.closed)} s of the ${int(lt.targetRate)}/s run; its xmin was ${int(lt.longTx.horizonAgeAtEnd)} transactions old when it ended.\n`;
 

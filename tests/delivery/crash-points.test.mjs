@@ -55,6 +55,36 @@ test('crash after batches were sent, before Ably acknowledged them: the repeated
   }
 });
 
+test('crash while a tick waits for one channel: the batches Ably acknowledged on the others are written as settled and not sent again', async () => {
+  const s = await track(await proxiedStack());
+  await s.query(`CREATE TABLE wt (id int PRIMARY KEY, ch text NOT NULL, version int NOT NULL)`);
+  await s.query(`SELECT ably.publish_table('wt', 'wt:{ch}')`);
+  // Requests for 'wt:slow' never get an answer (they time out and are
+  // retried); 'wt:fast' passes.
+  s.proxy.route = (entry) => (entry.channels.includes('wt:slow') ? 'hang' : 'pass');
+  // The slow channel's first row takes its lane ...
+  await s.query(`INSERT INTO wt VALUES (1, 'slow', 1)`);
+  await waitFor(() => s.proxy.publishes().some((r) => r.channels.includes('wt:slow')), { what: 'the slow channel in flight' });
+  // ... so the next tick's fast batch (its batch 0) goes alone and is
+  // acknowledged, while its slow batch waits behind the first.
+  await s.query(`INSERT INTO wt SELECT g, CASE WHEN g <= 11 THEN 'fast' ELSE 'slow' END, 1 FROM generate_series(2, 21) g`);
+  await waitFor(async () => (await history(s, 'wt:fast')).length === 10, { what: "the fast channel's 10 messages" });
+  await waitFor(async () => {
+    const { rows } = await s.query(`SELECT 0 = ANY (settled) AS fast FROM ably.ticks WHERE batch_count = 2`);
+    return rows.length === 1 && rows[0].fast;
+  }, { timeout: 20000, what: "the fast batch written as settled in its tick" });
+  const fastIds = new Set(s.proxy.publishes().filter((r) => r.channels.includes('wt:fast')).flatMap((r) => r.ids));
+  const crashAt = s.proxy.requests.length;
+
+  s.proxy.route = null;
+  await crashAndRestart(s);
+  await drained(s);
+  const resent = s.proxy.requests.slice(crashAt).flatMap((r) => r.ids).filter((id) => fastIds.has(id));
+  assert.deepEqual(resent, [], 'no message of the settled batch is sent again');
+  assertVersions(await history(s, 'wt:fast'), once(2, 11), 'wt:fast: ');
+  assertVersions(await history(s, 'wt:slow'), new Map([1, ...Array.from({ length: 10 }, (_, i) => 12 + i)].map((id) => [id, [1]])), 'wt:slow: ');
+});
+
 // The local server refuses a publish that would take a channel over this
 // many messages per second (429/42913): the large channel lingers for
 // seconds, re-cut into smaller recorded batches, while the small channel
@@ -62,7 +92,7 @@ test('crash after batches were sent, before Ably acknowledged them: the repeated
 const RATE = 20;
 const SLOW = 400;
 
-test('crash while a tick lingers on a rate-limited channel: its acknowledged batches are not sent again, replaced ones only under their new ids', async () => {
+test('crash while a tick lingers on a rate-limited channel: its re-cut batches are sent again under their recorded ids only, the acknowledged ones not at all', async () => {
   const s = await track(await proxiedStack({ serverArgs: ['--channel-rate-limit', String(RATE)] }));
   await s.query(`CREATE TABLE lg (id int PRIMARY KEY, ch text NOT NULL, version int NOT NULL)`);
   await s.query(`SELECT ably.publish_table('lg', 'lg:{ch}')`);
