@@ -44,7 +44,8 @@ pub const TICK_HOLD: Duration = Duration::from_millis(100);
 pub struct Pending {
     pub record: Record,
     pub events: Vec<Event>,
-    /// The messages, loaded just before the batch is sent.
+    /// The messages, loaded before the batch is first sent (while the
+    /// batch ahead of it is in flight) and kept across retries.
     pub messages: Option<Vec<OutMessage>>,
     pub attempts: u32,
     pub not_before: Instant,
@@ -205,6 +206,23 @@ impl Lanes {
         heads
     }
 
+    /// The batches that go next, oldest first, at most `max`: the head of
+    /// each lane that is not in flight, and the batch behind each head that
+    /// is (its rows are loaded ahead, while the head's request runs).
+    pub fn upcoming(&self, max: usize) -> Vec<i64> {
+        let mut keys: Vec<i64> = self
+            .lanes
+            .values()
+            .filter(|l| !l.waiting)
+            .filter_map(|l| if l.in_flight.is_some() { l.batches.get(1) } else { l.batches.front() })
+            .filter(|p| !p.recutting)
+            .map(|p| p.record.key)
+            .collect();
+        keys.sort_unstable();
+        keys.truncate(max);
+        keys
+    }
+
     pub fn get(&self, batch: i64) -> Option<&Pending> {
         let channel = self.owner.get(&batch)?;
         self.lanes.get(channel)?.batches.iter().find(|p| p.record.key == batch)
@@ -244,7 +262,6 @@ impl Lanes {
                 head.attempts += 1;
                 head.not_before = now + backoff(head.attempts);
                 head.uncertain_since.get_or_insert(now);
-                head.messages = None;
             }
             Outcome::RateLimited { .. } => {
                 lane.rate_limited += 1;
@@ -254,11 +271,9 @@ impl Lanes {
                     applied.actions.push(Action::Recut { batch, limit: lane.limit });
                     lane.waiting = true;
                 }
-                head.messages = None;
             }
             Outcome::AuthFailed { .. } => {
                 applied.auth_failed = true;
-                head.messages = None;
             }
             Outcome::Rejected { error } => {
                 if head.events.len() == 1 {
@@ -269,7 +284,6 @@ impl Lanes {
                     applied.actions.push(Action::Recut { batch, limit: 1 });
                 }
                 lane.waiting = true;
-                head.messages = None;
             }
         }
         applied

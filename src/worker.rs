@@ -12,12 +12,20 @@
 //!    the rows of the oldest uncut ticks into batches (src/batch.rs): one
 //!    `ably.ticks` row per cut, committed synchronously, so a batch's ids
 //!    are durable before it is first sent.
-//! 3. Load the rows of the batches to send now and hand them to the
-//!    publisher threads, at most one request per channel.
+//! 3. Load the rows of the batches to send now (and of the batch behind
+//!    each request in flight) and hand them to the publisher threads, at
+//!    most one request per channel.
 //! 4. Every 250 ms: write the settled batches of ticks that stay and delete
 //!    the ticks that are done, then rotate the queue parts and TRUNCATE a
 //!    drained one (in that order, in one transaction: a part is never
 //!    emptied while a stored tick that needs its rows is not settled).
+//!
+//! A round runs steps 1–4 in one transaction only when it has something to
+//! do there; a round that follows acknowledgements of cut batches (settled
+//! in memory, written by step 4) and sends batches already loaded needs
+//! none. Ticks are taken at most every [`TICK_SPACING`] (the first after a
+//! quiet moment at once), so that under load a round carries the rows of
+//! many commits.
 //!
 //! Crash cases (each re-reads `ably.queue_state`, `ably.ticks` and
 //! `ably.batches`, cuts every unsettled stored tick again and continues):
@@ -68,6 +76,11 @@ const MAINTENANCE_EVERY: Duration = Duration::from_millis(250);
 /// While batches cannot be cut (too many pending), a tick is taken at most
 /// this often, so that uncut ticks stay small and few.
 const IDLE_TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// Ticks are taken at most this often (the first commit after a pause is
+/// ticked at once): under load, rows committed meanwhile share one round,
+/// one stored tick and one synchronous commit instead of a round each.
+const TICK_SPACING: Duration = Duration::from_millis(2);
 
 unsafe extern "C-unwind" {
     fn PostmasterIsAliveInternal() -> bool;
@@ -132,6 +145,10 @@ struct Worker {
     stored: BTreeMap<i64, Stored>,
     /// The next in-memory batch key.
     next_key: i64,
+    /// A tick was due but waits for TICK_SPACING.
+    tick_deferred: bool,
+    /// What ensure_publisher found, until the next reload.
+    configured: Option<bool>,
     channels: HashMap<String, Rc<str>>,
     /// Committed rows cut from each part since the worker started (for
     /// rotation).
@@ -206,6 +223,8 @@ impl Worker {
             batch_size: guc::BATCH_SIZE.get().max(1) as usize,
             stored: BTreeMap::new(),
             next_key: 1,
+            tick_deferred: false,
+            configured: None,
             own_xids: Vec::new(),
             extension_oid: None,
         }
@@ -256,6 +275,7 @@ impl Worker {
 
     fn reload(&mut self) {
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        self.configured = None;
         crate::launcher::apply_database_settings();
         self.paused_since = None;
         self.lanes.reset_in_flight();
@@ -287,7 +307,14 @@ impl Worker {
         // by commits: it looks every poll interval, and a reload wakes it.
         let deliver = configured && !paused;
         self.slot.set_wants_wake(deliver);
-        let ready = self.guarded(|w| w.database_round(deliver))?;
+        self.settle_acknowledged();
+        let ready = if self.needs_database(deliver) {
+            self.guarded(|w| w.database_round(deliver))?
+        } else if deliver {
+            self.ready_now()
+        } else {
+            Vec::new()
+        };
         if deliver {
             self.dispatch(ready);
         }
@@ -303,6 +330,9 @@ impl Worker {
         }
         if let Some(t) = self.lanes.ticks_held_until(now) {
             next = next.min(t - now);
+        }
+        if self.tick_deferred {
+            next = next.min((self.last_tick_at + TICK_SPACING).saturating_duration_since(now));
         }
         if self.settlements_pending() {
             next = next.min(MAINTENANCE_EVERY.saturating_sub(self.last_maintenance.elapsed()));
@@ -683,9 +713,11 @@ impl Worker {
         out
     }
 
-    /// Takes a tick when rows may have committed since the last one.
-    fn maybe_tick(&mut self) {
-        let Some(cut) = &self.cut else { return };
+    /// Whether a tick should be taken now: rows may have committed since
+    /// the last one, and nothing holds it back. Needs no transaction.
+    fn tick_due(&mut self, now: Instant) -> bool {
+        self.tick_deferred = false;
+        let Some(cut) = &self.cut else { return false };
         let last = self.uncut.back().unwrap_or(cut);
         let next_xid = unsafe { pg_sys::ReadNextFullTransactionId() }.value;
         // Nothing was running at the last tick, and no transaction but the
@@ -695,16 +727,30 @@ impl Worker {
         // point: take one even if nothing is new.
         let retiring = self.state.as_ref().is_some_and(|s| s.retired_xid.iter().flatten().any(|x| last.snapshot.xmin < *x));
         if !retiring && last.snapshot.xip.is_empty() && next_xid.saturating_sub(last.snapshot.xmax) <= own {
-            return;
+            return false;
         }
         // Held back while a channel has less than a batch queued behind its
         // request in flight (src/lanes.rs): what commits meanwhile makes the
-        // next tick's batches larger.
-        let held = !retiring && self.lanes.ticks_held_until(Instant::now()).is_some();
-        let cutting = !held && self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead();
-        if !cutting && self.last_tick_at.elapsed() < IDLE_TICK_EVERY {
+        // next tick's batches larger. And at most one tick per TICK_SPACING:
+        // under load every commit wakes the worker, and a round per commit
+        // would cost a round's work for a row or two.
+        let held = !retiring && self.lanes.ticks_held_until(now).is_some();
+        let spaced = retiring || now.duration_since(self.last_tick_at) >= TICK_SPACING;
+        let room = self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead();
+        if !held && room && !spaced {
+            self.tick_deferred = true;
+        }
+        let cutting = !held && spaced && room;
+        cutting || now.duration_since(self.last_tick_at) >= IDLE_TICK_EVERY
+    }
+
+    /// Takes a tick when one is due.
+    fn maybe_tick(&mut self) {
+        if !self.tick_due(Instant::now()) {
             return;
         }
+        let Some(cut) = &self.cut else { return };
+        let last = self.uncut.back().unwrap_or(cut);
         let Some(tick) = tick::take_if_new(last.id + 1, &last.snapshot) else { return };
         self.last_tick_at = Instant::now();
         self.uncut.push_back(tick);
@@ -763,16 +809,23 @@ impl Worker {
         cut_any
     }
 
-    /// Step 3a: the batches to send now, with their rows loaded.
+    /// Step 3a: loads the rows of the batches that go next: the heads that
+    /// may be sent, and the batch behind each head in flight (so that its
+    /// acknowledgement can be followed without a transaction). Returns the
+    /// batches to send now.
     fn prepare_ready(&mut self) -> Vec<i64> {
-        let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
-        if self.jobs_in_flight >= threads {
-            return Vec::new();
-        }
-        let max = (threads - self.jobs_in_flight) * publisher::MAX_BATCH_CHANNELS;
-        let ready = self.lanes.ready(Instant::now(), max);
-        for id in &ready {
-            let Some(pending) = self.lanes.get_mut(*id) else { continue };
+        let ready = self.ready_now();
+        self.load_messages(&ready);
+        let bound = guc::MAX_IN_FLIGHT.get().max(1) as usize * publisher::MAX_BATCH_CHANNELS;
+        let upcoming = self.lanes.upcoming(bound);
+        self.load_messages(&upcoming);
+        ready
+    }
+
+    /// Reads the rows of batches whose messages are not loaded yet.
+    fn load_messages(&mut self, keys: &[i64]) {
+        for key in keys {
+            let Some(pending) = self.lanes.get_mut(*key) else { continue };
             if pending.messages.is_some() {
                 continue;
             }
@@ -785,7 +838,45 @@ impl Worker {
                     .collect(),
             );
         }
-        ready
+    }
+
+    /// The heads that may be sent now, as many as free threads can carry.
+    fn ready_now(&self) -> Vec<i64> {
+        let threads = guc::MAX_IN_FLIGHT.get().max(1) as usize;
+        if self.jobs_in_flight >= threads {
+            return Vec::new();
+        }
+        let max = (threads - self.jobs_in_flight) * publisher::MAX_BATCH_CHANNELS;
+        self.lanes.ready(Instant::now(), max)
+    }
+
+    /// Whether this round needs a transaction: anything to make durable,
+    /// a tick to take or cut, rows to load, maintenance due. A round that
+    /// only follows acknowledgements of cut batches (settled in memory) and
+    /// sends batches already loaded needs none.
+    fn needs_database(&mut self, deliver: bool) -> bool {
+        if self.state.is_none() || !self.actions.is_empty() || self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+            return true;
+        }
+        if self.tick_due(Instant::now()) {
+            return true;
+        }
+        deliver
+            && ((!self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead())
+                || self.ready_now().iter().any(|key| self.lanes.get(*key).is_some_and(|p| p.messages.is_none())))
+    }
+
+    /// Settles acknowledged cut batches in memory (no transaction needed:
+    /// they are written by the next maintenance pass).
+    fn settle_acknowledged(&mut self) {
+        let mut deleted = Vec::new();
+        let actions = std::mem::take(&mut self.actions);
+        for action in actions {
+            match action {
+                Action::Acked { tick, origin: origin @ Origin::Cut { .. }, .. } => self.settle(tick, origin, &mut deleted),
+                other => self.actions.push(other),
+            }
+        }
     }
 
     /// Step 3b: hands the ready batches to the publisher threads.
@@ -949,6 +1040,20 @@ impl Worker {
 
     /// (Re)creates the publisher when the configuration changed.
     fn ensure_publisher(&mut self) -> bool {
+        // Settings change only with a reload (which clears this).
+        if let Some(configured) = self.configured {
+            if !configured || self.publisher.is_some() {
+                return configured;
+            }
+        }
+        let mut failed_to_start = false;
+        let configured = self.check_publisher(&mut failed_to_start);
+        // A publisher that could not start is tried again next round.
+        self.configured = (!failed_to_start).then_some(configured);
+        configured
+    }
+
+    fn check_publisher(&mut self, failed_to_start: &mut bool) -> bool {
         let Some(key) = guc::string(&guc::API_KEY) else {
             self.publisher = None;
             return false;
@@ -988,6 +1093,7 @@ impl Worker {
             }
             Err(e) => {
                 warning!("ably_pg: could not start publisher threads: {e}");
+                *failed_to_start = true;
                 false
             }
         }

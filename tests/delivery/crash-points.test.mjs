@@ -19,6 +19,13 @@ async function crashAndRestart(s) {
   s.newPool();
 }
 
+/** Waits until the WAL written so far is on disk: what was committed
+ *  asynchronously (the worker writes acknowledgements so) survives a crash. */
+async function flushed(s) {
+  const { rows: [{ lsn }] } = await s.query(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
+  await waitFor(async () => (await s.query(`SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok`, [lsn])).rows[0].ok, { what: 'the WAL flushed' });
+}
+
 /** Row id → [1] for ids from..to. */
 function once(from, to) {
   return new Map(Array.from({ length: to - from + 1 }, (_, i) => [from + i, [1]]));
@@ -73,6 +80,7 @@ test('crash while a tick waits for one channel: the batches Ably acknowledged on
     const { rows } = await s.query(`SELECT 0 = ANY (settled) AS fast FROM ably.ticks WHERE batch_count = 2`);
     return rows.length === 1 && rows[0].fast;
   }, { timeout: 20000, what: "the fast batch written as settled in its tick" });
+  await flushed(s);
   const fastIds = new Set(s.proxy.publishes().filter((r) => r.channels.includes('wt:fast')).flatMap((r) => r.ids));
   const crashAt = s.proxy.requests.length;
 
