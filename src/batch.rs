@@ -78,6 +78,12 @@ pub fn recorded_base(epoch: &str, id: i64) -> String {
     format!("{epoch}-{id}")
 }
 
+/// A stored tick's cut repeated: the same batches, in the same order, as
+/// when it was first cut.
+pub fn repeat_cut(cut: &crate::tick::Cut, events: &[Event]) -> Vec<Vec<Event>> {
+    cut_tick(events, cut.batch_size.max(1) as usize, cut.max_bytes.max(1) as usize)
+}
+
 /// The repeatable cut of a tick's rows (ordered by queue id): per channel,
 /// in order of the channel's first row, runs of at most `batch_size` rows
 /// and `max_bytes` bytes. The k-th run is the tick's batch k.
@@ -140,10 +146,7 @@ pub fn delete(ids: &[i64]) {
     if ids.is_empty() {
         return;
     }
-    let table = Table::open("batches", pg_sys::RowExclusiveLock);
-    for id in ids {
-        table.scan_int8("batches_pkey", "id", *id, |_| true);
-    }
+    Table::open("batches", pg_sys::RowExclusiveLock).delete_int8("batches_pkey", "id", ids);
 }
 
 /// Every recorded batch, by id (oldest first); keys are the ids.

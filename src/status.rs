@@ -141,11 +141,12 @@ fn backlog() -> Backlog {
     let mut channels = HashMap::new();
     for (i, t) in ticks.iter().enumerate() {
         let Some(cut) = &t.cut else { continue };
-        if cut.settled.len() >= cut.batch_count.max(0) as usize || i == 0 || ticks[i - 1].id != t.id - 1 {
+        if cut.settled.len() >= cut.batch_count.max(0) as usize {
             continue;
         }
-        let events = tick::events(&ticks[i - 1].snapshot, &t.snapshot, &mut channels);
-        for (k, run) in batch::cut_tick(&events, cut.batch_size.max(1) as usize, cut.max_bytes.max(1) as usize).iter().enumerate() {
+        let Some(prev) = tick::previous(&ticks, i) else { continue };
+        let events = tick::events(&prev.snapshot, &t.snapshot, &mut channels);
+        for (k, run) in batch::repeat_cut(cut, &events).iter().enumerate() {
             if cut.settled.binary_search(&(k as i32)).is_err() {
                 messages += run.len() as i64;
                 batches += 1;

@@ -79,58 +79,28 @@ impl Table {
     /// Sets columns of every row (a table of one row, in practice), as an
     /// update of the heap tuple in place (HOT when no index column changes).
     pub fn update_all(&self, values: &[(&str, Option<pg_sys::Datum>)]) {
-        unsafe {
-            let natts = (*self.desc()).natts as usize;
-            let mut datums = vec![pg_sys::Datum::from(0); natts];
-            let mut nulls = vec![false; natts];
-            let mut replace = vec![false; natts];
-            for (column, value) in values {
-                let i = (self.attnum(column) - 1) as usize;
-                replace[i] = true;
-                match value {
-                    Some(v) => datums[i] = *v,
-                    None => nulls[i] = true,
-                }
-            }
-            let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
-            let scan = pg_sys::systable_beginscan(self.rel, pg_sys::InvalidOid, false, snapshot, 0, std::ptr::null_mut());
-            loop {
-                let tuple = pg_sys::systable_getnext(scan);
-                if tuple.is_null() {
-                    break;
-                }
-                let new = pg_sys::heap_modify_tuple(tuple, self.desc(), datums.as_mut_ptr(), nulls.as_mut_ptr(), replace.as_mut_ptr());
-                pg_sys::CatalogTupleUpdate(self.rel, &mut (*tuple).t_self, new);
-                pg_sys::heap_freetuple(new);
-            }
-            pg_sys::systable_endscan(scan);
-            pg_sys::UnregisterSnapshot(snapshot);
-            pg_sys::CommandCounterIncrement();
-        }
+        let mut change = Change::new(self, values);
+        self.scan_all(|row| {
+            change.apply(row);
+            false
+        });
     }
 
     /// Sets columns of the rows whose `column` equals the int8 `key`, found
     /// through `index` (HOT when no indexed column changes).
     pub fn update_int8(&self, index: &str, column: &str, key: i64, values: &[(&str, Option<pg_sys::Datum>)]) {
-        unsafe {
-            let natts = (*self.desc()).natts as usize;
-            let mut datums = vec![pg_sys::Datum::from(0); natts];
-            let mut nulls = vec![false; natts];
-            let mut replace = vec![false; natts];
-            for (column, value) in values {
-                let i = (self.attnum(column) - 1) as usize;
-                replace[i] = true;
-                match value {
-                    Some(v) => datums[i] = *v,
-                    None => nulls[i] = true,
-                }
-            }
-            self.scan_int8(index, column, key, |row| {
-                let new = pg_sys::heap_modify_tuple(row.tuple, self.desc(), datums.as_mut_ptr(), nulls.as_mut_ptr(), replace.as_mut_ptr());
-                pg_sys::CatalogTupleUpdate(self.rel, &mut (*row.tuple).t_self, new);
-                pg_sys::heap_freetuple(new);
-                false
-            });
+        let mut change = Change::new(self, values);
+        self.scan_int8(index, column, key, |row| {
+            change.apply(row);
+            false
+        });
+    }
+
+    /// Deletes the rows whose `column` equals one of `keys`, found through
+    /// `index`.
+    pub fn delete_int8(&self, index: &str, column: &str, keys: &[i64]) {
+        for key in keys {
+            self.scan_int8(index, column, *key, |_| true);
         }
     }
 
@@ -198,6 +168,39 @@ impl Drop for Table {
         // During an ERROR unwind the relation is released by the abort.
         if !std::thread::panicking() {
             unsafe { pg_sys::table_close(self.rel, self.lock) };
+        }
+    }
+}
+
+/// New values for some columns, applied to the rows of a scan.
+struct Change<'a> {
+    table: &'a Table,
+    datums: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    replace: Vec<bool>,
+}
+
+impl<'a> Change<'a> {
+    fn new(table: &'a Table, values: &[(&str, Option<pg_sys::Datum>)]) -> Change<'a> {
+        let natts = unsafe { (*table.desc()).natts } as usize;
+        let mut change = Change { table, datums: vec![pg_sys::Datum::from(0); natts], nulls: vec![false; natts], replace: vec![false; natts] };
+        for (column, value) in values {
+            let i = (table.attnum(column) - 1) as usize;
+            change.replace[i] = true;
+            match value {
+                Some(v) => change.datums[i] = *v,
+                None => change.nulls[i] = true,
+            }
+        }
+        change
+    }
+
+    /// Replaces the row met by a scan with its changed version.
+    fn apply(&mut self, row: &Row) {
+        unsafe {
+            let new = pg_sys::heap_modify_tuple(row.tuple, self.table.desc(), self.datums.as_mut_ptr(), self.nulls.as_mut_ptr(), self.replace.as_mut_ptr());
+            pg_sys::CatalogTupleUpdate(self.table.rel, &mut (*row.tuple).t_self, new);
+            pg_sys::heap_freetuple(new);
         }
     }
 }

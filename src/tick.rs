@@ -133,10 +133,14 @@ pub fn delete(ids: &[i64]) {
     if ids.is_empty() {
         return;
     }
-    let table = Table::open("ticks", pg_sys::RowExclusiveLock);
-    for id in ids {
-        table.scan_int8("ticks_pkey", "id", *id, |_| true);
-    }
+    Table::open("ticks", pg_sys::RowExclusiveLock).delete_int8("ticks_pkey", "id", ids);
+}
+
+/// The tick before `ticks[i]` (its lower bound), if it is stored; `ticks`
+/// as [`load_all`] returns them.
+pub fn previous(ticks: &[Tick], i: usize) -> Option<&Tick> {
+    let prev = ticks.get(i.checked_sub(1)?)?;
+    (prev.id == ticks[i].id - 1).then_some(prev)
 }
 
 /// Every stored tick, by id.

@@ -308,12 +308,9 @@ impl Worker {
         let deliver = configured && !paused;
         self.slot.set_wants_wake(deliver);
         self.settle_acknowledged();
-        let ready = if self.needs_database(deliver) {
-            self.guarded(|w| w.database_round(deliver))?
-        } else if deliver {
-            self.ready_now()
-        } else {
-            Vec::new()
+        let ready = match self.ready_without_database(deliver) {
+            Some(ready) => ready,
+            None => self.guarded(|w| w.database_round(deliver))?,
         };
         if deliver {
             self.dispatch(ready);
@@ -524,8 +521,7 @@ impl Worker {
                 parts: 0,
             };
             if !entry.is_settled() {
-                let prev = if i > 0 && ticks[i - 1].id == t.id - 1 { Some(&ticks[i - 1]) } else { None };
-                match prev {
+                match tick::previous(&ticks, i) {
                     None => warning!("ably_pg: the tick before tick {} is missing; its batches cannot be re-sent", t.id),
                     Some(prev) => resent += self.resume_tick(prev, t, &mut entry, recorded, now),
                 }
@@ -551,7 +547,7 @@ impl Worker {
             if events.len() != cut.row_count.max(0) as usize {
                 warning!("ably_pg: tick {} has {} of its {} rows; sending those", t.id, events.len(), cut.row_count);
             }
-            let runs = batch::cut_tick(&events, cut.batch_size.max(1) as usize, cut.max_bytes.max(1) as usize);
+            let runs = batch::repeat_cut(cut, &events);
             for (k, run) in runs.into_iter().enumerate() {
                 if !entry.settled.contains(&(k as i32)) {
                     pendings.push(self.cut_pending(t.id, &cut.epoch, k as i32, run, now));
@@ -850,20 +846,27 @@ impl Worker {
         self.lanes.ready(Instant::now(), max)
     }
 
-    /// Whether this round needs a transaction: anything to make durable,
-    /// a tick to take or cut, rows to load, maintenance due. A round that
-    /// only follows acknowledgements of cut batches (settled in memory) and
-    /// sends batches already loaded needs none.
-    fn needs_database(&mut self, deliver: bool) -> bool {
+    /// The batches to send now if this round needs no transaction, or None
+    /// if it needs one: anything to make durable, a tick to take or cut,
+    /// rows to load, maintenance due. A round that only follows
+    /// acknowledgements of cut batches (settled in memory) and sends batches
+    /// already loaded needs none.
+    fn ready_without_database(&mut self, deliver: bool) -> Option<Vec<i64>> {
         if self.state.is_none() || !self.actions.is_empty() || self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
-            return true;
+            return None;
         }
         if self.tick_due(Instant::now()) {
-            return true;
+            return None;
         }
-        deliver
-            && ((!self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead())
-                || self.ready_now().iter().any(|key| self.lanes.get(*key).is_some_and(|p| p.messages.is_none())))
+        if !deliver {
+            return Some(Vec::new());
+        }
+        if !self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead() {
+            return None;
+        }
+        let ready = self.ready_now();
+        let loaded = ready.iter().all(|key| self.lanes.get(*key).is_none_or(|p| p.messages.is_some()));
+        loaded.then_some(ready)
     }
 
     /// Settles acknowledged cut batches in memory (no transaction needed:

@@ -33,28 +33,6 @@ export const MODES = {
   reset: 'reset',
 };
 
-/** Message ids in a publish body: a channel publish (array or one message) or a batch publish. */
-export function messageIdsOf(body) {
-  let doc;
-  try {
-    doc = JSON.parse(body);
-  } catch {
-    return [];
-  }
-  const specs = Array.isArray(doc) ? doc : [doc];
-  const ids = [];
-  for (const item of specs) {
-    if (item && Array.isArray(item.messages)) {
-      for (const m of item.messages) if (m && m.id) ids.push(m.id);
-    } else if (item && item.messages && item.messages.id) {
-      ids.push(item.messages.id);
-    } else if (item && item.id) {
-      ids.push(item.id);
-    }
-  }
-  return ids;
-}
-
 /** The messages in a publish body, as { id, data }. */
 export function messagesOf(body) {
   let doc;
@@ -69,6 +47,11 @@ export function messagesOf(body) {
     for (const m of messages) if (m && m.id) out.push({ id: m.id, data: m.data });
   }
   return out;
+}
+
+/** Message ids in a publish body: a channel publish (array or one message) or a batch publish. */
+export function messageIdsOf(body) {
+  return messagesOf(body).map((m) => m.id);
 }
 
 /** Channel names a publish addresses: from the path, or a batch publish body. */
