@@ -46,7 +46,7 @@ pub struct Pending {
     pub events: Vec<Event>,
     /// The messages, loaded before the batch is first sent (while the
     /// batch ahead of it is in flight) and kept across retries.
-    pub messages: Option<Vec<OutMessage>>,
+    pub messages: Option<std::sync::Arc<[OutMessage]>>,
     pub attempts: u32,
     pub not_before: Instant,
     /// When an attempt first ended without a definite answer: from then on

@@ -217,6 +217,12 @@ unsafe fn scan_part(
 ) {
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+        // A part with no pages has no row (a committed row's page exists
+        // before its writer commits): truncated parts cost no index probe.
+        if pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) == 0 {
+            pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+            return;
+        }
         let list = pg_sys::RelationGetIndexList(rel);
         if list.is_null() || (*list).length < 1 {
             pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
@@ -269,10 +275,11 @@ unsafe fn scan_part(
                 out.push(Event { id, part, tid: (*slot).tts_tid, channel, size: name_size + data_size });
             }
         };
-        // Transactions that were running at `prev` (and may have committed
-        // since), then those that started after it, up to `cur`.
+        // Transactions that were running at `prev` and committed by `cur`
+        // (one still running at `cur` has no row in this tick), then those
+        // that started after `prev`, up to `cur`.
         for x in &prev.xip {
-            if *x < cur.xmax {
+            if cur.saw(*x) {
                 visit(*x, x + 1);
             }
         }
@@ -313,52 +320,86 @@ pub struct Row {
 
 /// Fetches the rows of `events` (visible to the current transaction).
 pub fn fetch(events: &[Event]) -> Vec<Row> {
-    let Some(extension) = catalog::extension() else { return Vec::new() };
-    // Per part: the relation and its column positions, looked up once.
-    let mut parts: HashMap<u8, (pg_sys::Relation, [i32; 6])> = HashMap::new();
-    let mut rows = Vec::with_capacity(events.len());
-    unsafe {
-        let snapshot = pg_sys::GetTransactionSnapshot();
-        for event in events {
-            let (rel, cols) = *parts.entry(event.part).or_insert_with(|| {
-                let relid = catalog::relation_in(extension.namespace, &format!("queue_{}", event.part)).unwrap_or(pg_sys::InvalidOid);
+    Reader::new().fetch(events)
+}
+
+/// Reads queue rows by their place in the heap, opening each part once for
+/// all the batches of a round.
+pub struct Reader {
+    namespace: Option<pg_sys::Oid>,
+    /// Per part: the relation and the positions of id, rule_id, channel,
+    /// name, data, enqueued_at.
+    parts: [Option<(pg_sys::Relation, [i32; 6])>; crate::queue::PARTS as usize],
+}
+
+impl Reader {
+    pub fn new() -> Reader {
+        Reader { namespace: catalog::extension().map(|e| e.namespace), parts: [None; crate::queue::PARTS as usize] }
+    }
+
+    fn part(&mut self, part: u8) -> Option<(pg_sys::Relation, [i32; 6])> {
+        let slot = self.parts.get_mut(part as usize)?;
+        if slot.is_none() {
+            let relid = catalog::relation_in(self.namespace?, &format!("queue_{part}"))?;
+            unsafe {
                 let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
                 let attnum = |name: &std::ffi::CStr| pg_sys::get_attnum(relid, name.as_ptr()) as i32;
-                (rel, [attnum(c"id"), attnum(c"rule_id"), attnum(c"channel"), attnum(c"name"), attnum(c"data"), attnum(c"enqueued_at")])
-            });
-            let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
-            tuple.t_self = event.tid;
-            let mut buffer: pg_sys::Buffer = 0;
-            if !pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer, false) {
-                continue;
+                *slot = Some((rel, [attnum(c"id"), attnum(c"rule_id"), attnum(c"channel"), attnum(c"name"), attnum(c"data"), attnum(c"enqueued_at")]));
             }
-            let desc = (*rel).rd_att;
-            let mut get = |attnum: i32| {
-                let mut isnull = false;
-                let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
-                (datum, isnull)
-            };
-            let text = |(datum, isnull): (pg_sys::Datum, bool)| -> Option<String> {
-                (!isnull).then(|| String::from_datum(datum, false)).flatten()
-            };
-            let (id, _) = get(cols[0]);
-            let (rule_id, rule_null) = get(cols[1]);
-            let (enqueued_at, _) = get(cols[5]);
-            rows.push(Row {
-                id: id.value() as i64,
-                rule_id: (!rule_null).then(|| rule_id.value() as i64),
-                channel: text(get(cols[2])).unwrap_or_default(),
-                name: text(get(cols[3])),
-                data: text(get(cols[4])).unwrap_or_else(|| "null".into()),
-                enqueued_at: enqueued_at.value() as i64,
-            });
-            pg_sys::ReleaseBuffer(buffer);
         }
-        for (rel, _) in parts.into_values() {
-            pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+        *slot
+    }
+
+    /// The rows of `events` visible to the current transaction, in order.
+    pub fn fetch(&mut self, events: &[Event]) -> Vec<Row> {
+        let mut rows = Vec::with_capacity(events.len());
+        unsafe {
+            let snapshot = pg_sys::GetTransactionSnapshot();
+            for event in events {
+                let Some((rel, cols)) = self.part(event.part) else { continue };
+                let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
+                tuple.t_self = event.tid;
+                let mut buffer: pg_sys::Buffer = 0;
+                if !pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer, false) {
+                    continue;
+                }
+                let desc = (*rel).rd_att;
+                let mut get = |attnum: i32| {
+                    let mut isnull = false;
+                    let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
+                    (datum, isnull)
+                };
+                let text = |(datum, isnull): (pg_sys::Datum, bool)| -> Option<String> {
+                    (!isnull).then(|| String::from_datum(datum, false)).flatten()
+                };
+                let (id, _) = get(cols[0]);
+                let (rule_id, rule_null) = get(cols[1]);
+                let (enqueued_at, _) = get(cols[5]);
+                rows.push(Row {
+                    id: id.value() as i64,
+                    rule_id: (!rule_null).then(|| rule_id.value() as i64),
+                    channel: text(get(cols[2])).unwrap_or_default(),
+                    name: text(get(cols[3])),
+                    data: text(get(cols[4])).unwrap_or_else(|| "null".into()),
+                    enqueued_at: enqueued_at.value() as i64,
+                });
+                pg_sys::ReleaseBuffer(buffer);
+            }
+        }
+        rows
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // During an ERROR unwind the relations are released by the abort.
+        if std::thread::panicking() {
+            return;
+        }
+        for (rel, _) in self.parts.iter().flatten() {
+            unsafe { pg_sys::table_close(*rel, pg_sys::AccessShareLock as i32) };
         }
     }
-    rows
 }
 
 #[cfg(test)]

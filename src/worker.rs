@@ -23,9 +23,13 @@
 //! A round runs steps 1–4 in one transaction only when it has something to
 //! do there; a round that follows acknowledgements of cut batches (settled
 //! in memory, written by step 4) and sends batches already loaded needs
-//! none. Ticks are taken at most every [`TICK_SPACING`] (the first after a
+//! none. Ticks are taken at most every [`tick_spacing`] (the first after a
 //! quiet moment at once), so that under load a round carries the rows of
-//! many commits.
+//! many commits: 2 ms up to 2,000 rows a second, then 1 ms per 1,000 rows a
+//! second, at most 8 ms. A tick's fixed cost (a transaction, a stored row,
+//! a synchronous commit, an index probe per running writer) is then paid
+//! for at least a few dozen rows, and batches carry more than one message
+//! per channel, while at low rates a commit waits at most 2 ms.
 //!
 //! Crash cases (each re-reads `ably.queue_state`, `ably.ticks` and
 //! `ably.batches`, cuts every unsettled stored tick again and continues):
@@ -80,7 +84,19 @@ const IDLE_TICK_EVERY: Duration = Duration::from_secs(1);
 /// Ticks are taken at most this often (the first commit after a pause is
 /// ticked at once): under load, rows committed meanwhile share one round,
 /// one stored tick and one synchronous commit instead of a round each.
+/// The spacing grows with the rate of rows cut, see [`tick_spacing`].
 const TICK_SPACING: Duration = Duration::from_millis(2);
+const MAX_TICK_SPACING: Duration = Duration::from_millis(8);
+/// The rate of rows cut is measured over windows this long.
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+/// The spacing of ticks at `rows_per_second` rows cut: [`TICK_SPACING`] up
+/// to 2,000 rows a second, then 1 ms per 1,000 rows a second, at most
+/// [`MAX_TICK_SPACING`].
+fn tick_spacing(rows_per_second: f64) -> Duration {
+    let ms = (rows_per_second / 1000.0).clamp(TICK_SPACING.as_secs_f64() * 1000.0, MAX_TICK_SPACING.as_secs_f64() * 1000.0);
+    Duration::from_secs_f64(ms / 1000.0)
+}
 
 unsafe extern "C-unwind" {
     fn PostmasterIsAliveInternal() -> bool;
@@ -134,6 +150,9 @@ struct Worker {
     slot: WorkerSlot,
     publisher: Option<Active>,
     wake: WakePipe,
+    /// The latch, the wake pipe and postmaster death, registered once
+    /// (WaitLatchOrSocket builds and closes an epoll set on every call).
+    wait_set: *mut pg_sys::WaitEventSet,
     lanes: Lanes,
     actions: Vec<Action>,
     state: Option<QueueState>,
@@ -145,7 +164,7 @@ struct Worker {
     stored: BTreeMap<i64, Stored>,
     /// The next in-memory batch key.
     next_key: i64,
-    /// A tick was due but waits for TICK_SPACING.
+    /// A tick was due but waits for the tick spacing.
     tick_deferred: bool,
     /// What ensure_publisher found, until the next reload.
     configured: Option<bool>,
@@ -156,6 +175,10 @@ struct Worker {
     paused_since: Option<Instant>,
     last_maintenance: Instant,
     last_tick_at: Instant,
+    /// Rows cut since `rate_since`, and the rate of the last full window.
+    rate_rows: usize,
+    rate_since: Instant,
+    spacing: Duration,
     jobs_in_flight: usize,
     batch_size: usize,
     /// Transaction ids of the worker's own recent rounds (they queue
@@ -209,6 +232,7 @@ impl Worker {
             slot,
             publisher: None,
             wake: WakePipe::new(),
+            wait_set: std::ptr::null_mut(),
             lanes: Lanes::new(guc::BATCH_SIZE.get().max(1) as usize),
             actions: Vec::new(),
             state: None,
@@ -219,6 +243,9 @@ impl Worker {
             paused_since: None,
             last_maintenance: Instant::now() - MAINTENANCE_EVERY,
             last_tick_at: Instant::now(),
+            rate_rows: 0,
+            rate_since: Instant::now(),
+            spacing: TICK_SPACING,
             jobs_in_flight: 0,
             batch_size: guc::BATCH_SIZE.get().max(1) as usize,
             stored: BTreeMap::new(),
@@ -264,10 +291,22 @@ impl Worker {
     /// Sleeps until the latch is set (a commit, a signal), a publisher
     /// thread reports, or `timeout` passes. Exits at once if the postmaster
     /// dies.
-    fn wait(&self, timeout: Duration) {
+    fn wait(&mut self, timeout: Duration) {
         unsafe {
-            let events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_SOCKET_READABLE | pg_sys::WL_EXIT_ON_PM_DEATH;
-            pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events as i32, self.wake.read_fd(), timeout.as_millis().max(1) as _, pg_sys::PG_WAIT_EXTENSION);
+            if self.wait_set.is_null() {
+                // Lives as long as the process (TopMemoryContext, no
+                // resource owner).
+                #[cfg(any(feature = "pg15", feature = "pg16"))]
+                let set = pg_sys::CreateWaitEventSet(pg_sys::TopMemoryContext, 3);
+                #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+                let set = pg_sys::CreateWaitEventSet(std::ptr::null_mut(), 3);
+                pg_sys::AddWaitEventToSet(set, pg_sys::WL_LATCH_SET, pg_sys::PGINVALID_SOCKET, pg_sys::MyLatch, std::ptr::null_mut());
+                pg_sys::AddWaitEventToSet(set, pg_sys::WL_EXIT_ON_PM_DEATH, pg_sys::PGINVALID_SOCKET, std::ptr::null_mut(), std::ptr::null_mut());
+                pg_sys::AddWaitEventToSet(set, pg_sys::WL_SOCKET_READABLE, self.wake.read_fd(), std::ptr::null_mut(), std::ptr::null_mut());
+                self.wait_set = set;
+            }
+            let mut event: pg_sys::WaitEvent = std::mem::zeroed();
+            pg_sys::WaitEventSetWait(self.wait_set, timeout.as_millis().max(1) as _, &mut event, 1, pg_sys::PG_WAIT_EXTENSION);
             pg_sys::ResetLatch(pg_sys::MyLatch);
         }
         self.wake.drain();
@@ -318,7 +357,11 @@ impl Worker {
         self.report_state(configured, paused);
 
         let now = Instant::now();
-        if self.jobs_in_flight > 0 || !self.actions.is_empty() {
+        // Not woken by commits when something else wakes it anyway: a
+        // reply of a request in flight, work left for the next round, or a
+        // tick held back by the tick spacing (its timeout takes the tick, and
+        // everything committed meanwhile is in it).
+        if self.jobs_in_flight > 0 || !self.actions.is_empty() || self.tick_deferred {
             self.slot.set_wants_wake(false);
         }
         let mut next = poll_interval();
@@ -329,7 +372,7 @@ impl Worker {
             next = next.min(t - now);
         }
         if self.tick_deferred {
-            next = next.min((self.last_tick_at + TICK_SPACING).saturating_duration_since(now));
+            next = next.min((self.last_tick_at + self.spacing).saturating_duration_since(now));
         }
         if self.settlements_pending() {
             next = next.min(MAINTENANCE_EVERY.saturating_sub(self.last_maintenance.elapsed()));
@@ -727,11 +770,11 @@ impl Worker {
         }
         // Held back while a channel has less than a batch queued behind its
         // request in flight (src/lanes.rs): what commits meanwhile makes the
-        // next tick's batches larger. And at most one tick per TICK_SPACING:
+        // next tick's batches larger. And at most one tick per tick spacing:
         // under load every commit wakes the worker, and a round per commit
         // would cost a round's work for a row or two.
         let held = !retiring && self.lanes.ticks_held_until(now).is_some();
-        let spaced = retiring || now.duration_since(self.last_tick_at) >= TICK_SPACING;
+        let spaced = retiring || now.duration_since(self.last_tick_at) >= self.spacing;
         let room = self.uncut.is_empty() && self.lanes.pending_messages() < cut_ahead();
         if !held && room && !spaced {
             self.tick_deferred = true;
@@ -752,6 +795,18 @@ impl Worker {
         self.uncut.push_back(tick);
     }
 
+    /// Counts rows cut; at the end of each [`RATE_WINDOW`] sets the tick
+    /// spacing from the window's rate.
+    fn measure_rate(&mut self, rows: usize) {
+        self.rate_rows += rows;
+        let elapsed = self.rate_since.elapsed();
+        if elapsed >= RATE_WINDOW {
+            self.spacing = tick_spacing(self.rate_rows as f64 / elapsed.as_secs_f64());
+            self.rate_rows = 0;
+            self.rate_since = Instant::now();
+        }
+    }
+
     /// Step 2: cuts uncut ticks into batches while not too much is pending,
     /// one stored tick each (src/batch.rs). Returns whether batches were
     /// cut (the round must then commit synchronously).
@@ -763,6 +818,7 @@ impl Worker {
             let Some(mut next) = self.uncut.pop_front() else { break };
             let Some(prev) = self.cut.take() else { break };
             let events = tick::events(&prev.snapshot, &next.snapshot, &mut self.channels);
+            self.measure_rate(events.len());
             for event in &events {
                 self.rows_in_part[event.part as usize] += 1;
             }
@@ -820,18 +876,20 @@ impl Worker {
 
     /// Reads the rows of batches whose messages are not loaded yet.
     fn load_messages(&mut self, keys: &[i64]) {
+        let mut reader: Option<tick::Reader> = None;
         for key in keys {
             let Some(pending) = self.lanes.get_mut(*key) else { continue };
             if pending.messages.is_some() {
                 continue;
             }
-            let rows = tick::fetch(&pending.events);
+            let rows = reader.get_or_insert_with(tick::Reader::new).fetch(&pending.events);
             let base = pending.record.base.clone();
             pending.messages = Some(
                 rows.into_iter()
                     .enumerate()
                     .map(|(i, row)| OutMessage { id: publisher::message_id(&base, i), name: row.name, data: row.data })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             );
         }
     }
@@ -1239,5 +1297,18 @@ impl WakePipe {
     fn drain(&self) {
         let mut buf = [0u8; 256];
         while unsafe { libc::read(self.read, buf.as_mut_ptr() as *mut _, buf.len()) } > 0 {}
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_spaced_by_the_rate_of_rows() {
+        assert_eq!(tick_spacing(0.0), Duration::from_millis(2));
+        assert_eq!(tick_spacing(1_000.0), Duration::from_millis(2));
+        assert_eq!(tick_spacing(5_000.0), Duration::from_millis(5));
+        assert_eq!(tick_spacing(100_000.0), Duration::from_millis(8));
     }
 }

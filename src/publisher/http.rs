@@ -173,6 +173,9 @@ impl Shared {
     /// BatchSpec) and the legacy one (2xx flat array of per-channel
     /// results, or 400 `{error, batchResponse}`), see §A7.
     fn batch_outcomes(&self, reply: &Reply, batches: &[Batch]) -> Vec<Outcome> {
+        if let Some(outcomes) = all_delivered(reply, batches) {
+            return outcomes;
+        }
         let doc: Option<Value> = serde_json::from_str(&reply.body).ok();
         let success = (200..300).contains(&reply.status);
         let entries = match (&doc, success) {
@@ -410,6 +413,50 @@ fn unencodable() -> Outcome {
             message: "The batch could not be encoded as JSON".into(),
         },
     }
+}
+
+/// The common answer, read without building a document: a 2xx response in
+/// the current shape, every channel of `batches` with a result and no error
+/// anywhere. None for anything else, which [`Shared::batch_outcomes`] reads
+/// in full.
+fn all_delivered(reply: &Reply, batches: &[Batch]) -> Option<Vec<Outcome>> {
+    use serde::de::IgnoredAny;
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Spec<'a> {
+        #[serde(borrow)]
+        results: Option<Vec<Result<'a>>>,
+        error: Option<IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Result<'a> {
+        #[serde(borrow)]
+        channel: Option<Cow<'a, str>>,
+        error: Option<IgnoredAny>,
+    }
+    if !(200..300).contains(&reply.status) {
+        return None;
+    }
+    let specs: Vec<Spec<'_>> = serde_json::from_str(&reply.body).ok()?;
+    let mut channels = Vec::with_capacity(batches.len());
+    for spec in &specs {
+        if spec.error.is_some() {
+            return None;
+        }
+        for result in spec.results.as_ref()? {
+            if result.error.is_some() {
+                return None;
+            }
+            channels.push(result.channel.as_deref()?);
+        }
+    }
+    // Results come in the order of the specs; look further only if not.
+    let answered = |i: usize, channel: &str| channels.get(i) == Some(&channel) || channels.contains(&channel);
+    batches
+        .iter()
+        .enumerate()
+        .all(|(i, b)| answered(i, &b.channel))
+        .then(|| batches.iter().map(|_| Outcome::Delivered).collect())
 }
 
 /// One channel's result inside a batch publish response.

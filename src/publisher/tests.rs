@@ -160,11 +160,11 @@ fn batch(key: i64, channel: &str, n: usize) -> Batch {
             name: (i % 2 == 0).then(|| "insert".to_owned()),
             data: format!(r#"{{"row":{i},"s":"q\"é"}}"#),
         })
-        .collect();
+        .collect::<Vec<_>>();
     Batch {
         key,
         channel: channel.into(),
-        messages,
+        messages: messages.into(),
     }
 }
 
@@ -618,6 +618,13 @@ fn batch_publish_current_response_shape() {
     assert_eq!(body[0]["messages"][1]["id"], "b1:1");
     assert_eq!(body[0]["messages"][1]["encoding"], "json");
     assert_eq!(body.as_array().unwrap().len(), 5);
+
+    // Every channel answered, one with an error: only that one refused
+    // (the reading of an all-delivered reply must not take it for one).
+    let outcomes = run(&publisher, Job::Multi(vec![batch(6, "ok2", 1), batch(7, "deny2", 1), batch(8, "ok3", 1)]));
+    assert_eq!(outcomes[0], (6, Outcome::Delivered));
+    assert!(matches!(&outcomes[1].1, Outcome::Rejected { error } if error.code == Some(40160)));
+    assert_eq!(outcomes[2], (8, Outcome::Delivered));
     drop(publisher);
 }
 
@@ -703,7 +710,8 @@ fn pack_respects_channels_count_and_body_size() {
             id: message_id("x", 0),
             name: None,
             data: "7".repeat(600_000),
-        }],
+        }]
+        .into(),
     };
     let jobs = pack((0..5).map(big).collect());
     let sizes: Vec<usize> = jobs
@@ -941,7 +949,7 @@ fn shutdown_returns_promptly_and_empty_batches_need_no_request() {
     let empty = Batch {
         key: 5,
         channel: "c".into(),
-        messages: Vec::new(),
+        messages: Vec::new().into(),
     };
     assert_eq!(single(&publisher, empty), Outcome::Delivered);
     let started = Instant::now();

@@ -40,7 +40,8 @@ pub struct Batch {
     /// The caller's handle for this batch, echoed in the [`JobResult`].
     pub key: i64,
     pub channel: String,
-    pub messages: Vec<OutMessage>,
+    /// Shared with the caller, which keeps them for a retry.
+    pub messages: std::sync::Arc<[OutMessage]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
