@@ -748,6 +748,18 @@ fn pack_respects_channels_count_and_body_size() {
         spec_size(&b),
         serde_json::to_vec(&wire_spec(&b)).unwrap().len()
     );
+    // Also with every escape serde_json writes, with and without a name.
+    let every_byte: String = (0u8..0x80).map(char::from).collect();
+    let odd = Batch {
+        key: 2,
+        channel: format!("c\"{every_byte}"),
+        messages: vec![
+            OutMessage { id: "x:0".into(), name: Some(format!("n\\{every_byte}")), data: format!(r#"{{"a":"\u0001\n{every_byte}é"}}"#) },
+            OutMessage { id: "x:1".into(), name: None, data: every_byte.clone() },
+        ]
+        .into(),
+    };
+    assert_eq!(spec_size(&odd), serde_json::to_vec(&wire_spec(&odd)).unwrap().len());
 }
 
 #[test]
