@@ -61,10 +61,12 @@ export async function benchStack(settings = {}) {
     },
 
     /** One pgbench run (prepared statements, 2 threads at most). */
-    pgbench({ file, clients, seconds, rate }) {
+    pgbench({ file, clients, seconds, rate, logPrefix }) {
       const args = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(2, clients)), '-T', String(seconds),
         '-h', '127.0.0.1', '-p', String(s.cluster.port), '-U', 'postgres', '-f', file];
       if (rate) args.push('-R', String(rate));
+      // Per-second aggregates of the writers' own latency (pgbench -l).
+      if (logPrefix) args.push('-l', '--aggregate-interval=1', `--log-prefix=${logPrefix}`);
       args.push('postgres');
       return new Promise((resolve, reject) => {
         const p = spawn(join(PG_BIN, 'pgbench'), args, { stdio: ['ignore', 'pipe', 'pipe'] });

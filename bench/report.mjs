@@ -243,9 +243,9 @@ export function report(r, { json = null } = {}) {
         return [`${int(s.targetRate)}/s × ${s.seconds} s`, int(s.achievedTps), int(s.received), int(s.missing), f1(v.p50), f1(v.p99), f1(v.max), f1(l.p50), f1(l.p99), f1(l.max), f1(hp.p50), f1(hp.p99), f1(hp.max)];
       }));
     out += '\nCommit = pg_xact_commit_timestamp(xmin); server = the message timestamp the local server assigns (whole ms, truncated, so up to 1 ms early); subscriber = the ably SDK realtime callback in the bench process. Hop = subscriber arrival − server timestamp (true hop ≈ 0.5 ms less).\n';
-    out += '\nThe worst seconds (by commit time) and what happened near them (a rotation of the queue parts, or a truncation seen by the 1 s poll of ably.queue_state, within ±1.5 s):\n\n';
-    out += table(['run', 'second', 'commits', 'max → server', 'max → subscriber', 'rotation near', 'truncation near'],
-      r.steady.flatMap((s) => s.spikes.slice(0, 5).map((x) => [`${int(s.targetRate)}/s`, x.t, int(x.commits), f1(x.maxServerMs), f1(x.maxSubscriberMs), x.rotationNear ? 'yes' : 'no', x.truncationNear ? 'yes' : 'no'])));
+    out += '\nThe worst seconds (by commit time) and what happened near them (a rotation of the queue parts, or a truncation seen by the 1 s poll of ably.queue_state, within ±1.5 s), with the writers\' own worst transaction around that second (pgbench\'s per-second aggregate log of the seconds it overlaps; with --rate, pgbench counts from the scheduled start, so a writer that could not even start on time shows here: when it is as large as the worst commit → server, the whole box stalled, not delivery):\n\n';
+    out += table(['run', 'second', 'commits', 'max → server', 'max → subscriber', 'writers\' max (pgbench)', 'rotation near', 'truncation near'],
+      r.steady.flatMap((s) => s.spikes.slice(0, 5).map((x) => [`${int(s.targetRate)}/s`, x.t, int(x.commits), f1(x.maxServerMs), f1(x.maxSubscriberMs), x.writersMaxMs == null ? '–' : f1(x.writersMaxMs), x.rotationNear ? 'yes' : 'no', x.truncationNear ? 'yes' : 'no'])));
     out += `\n${r.steady.map((s) => `${int(s.targetRate)}/s: ${s.rotations.length} rotations, ${s.truncations.length} truncations seen; fewest commits in one second ${s.minCommitsPerSecond ? `${int(s.minCommitsPerSecond.commits)} (second ${s.minCommitsPerSecond.t})` : '–'}`).join('; ')}.\n`;
 
     out += '\n## Queue: size, depth and dead tuples\n\n';

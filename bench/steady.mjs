@@ -10,6 +10,9 @@
 
 import * as Ably from 'ably';
 import pg from 'pg';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { TEST_KEY, now, sleep, waitFor, percentiles, processCpu, startMeter, stopMeter } from './harness.mjs';
 import { walBreakdown, walSummary, workerCounts } from './wal.mjs';
 import { startProfile, summarize } from './profile.mjs';
@@ -79,6 +82,7 @@ export async function steadyRun(h, { table, rate, seconds, segmentSeconds = 60, 
   const clockSkewStartMs = Date.now() - now();
   const t0 = now();
   const rel = () => (now() - t0) / 1000;
+  const pgbenchLogs = mkdtempSync(join(tmpdir(), 'ablypg-bench-pgbench-'));
   let sampling = true;
   let lastState = null;
   const sampleState = async () => {
@@ -185,7 +189,7 @@ export async function steadyRun(h, { table, rate, seconds, segmentSeconds = 60, 
     const segments = [];
     const meter = await startMeter(h);
     for (let left = seconds; left > 0; left -= segmentSeconds) {
-      segments.push(await h.pgbench({ file, clients: 8, seconds: Math.min(segmentSeconds, left), rate }));
+      segments.push(await h.pgbench({ file, clients: 8, seconds: Math.min(segmentSeconds, left), rate, logPrefix: join(pgbenchLogs, `s${segments.length}`) }));
     }
     const whileWriting = await stopMeter(h, meter);
     const writtenSeconds = rel();
@@ -238,6 +242,21 @@ export async function steadyRun(h, { table, rate, seconds, segmentSeconds = 60, 
         n += 1;
       }
     }
+    // The writers' own worst transaction in each second (pgbench's
+    // aggregate log; with --rate it includes the schedule lag): when it is
+    // as large as the worst commit → server, the whole box stalled.
+    for (const name of readdirSync(pgbenchLogs)) {
+      for (const line of readFileSync(join(pgbenchLogs, name), 'utf8').split('\n')) {
+        const f = line.trim().split(/\s+/).map(Number);
+        if (f.length < 6 || !Number.isFinite(f[0])) continue;
+        const from = Math.floor((f[0] * 1000 - t0) / 1000);
+        for (const sec of [from, from + 1]) {
+          const bin = perSecond[sec];
+          if (bin) bin.writersMaxMs = Math.max(bin.writersMaxMs ?? 0, f[5] / 1000);
+        }
+      }
+    }
+    rmSync(pgbenchLogs, { recursive: true, force: true });
     const seconds_ = perSecond.filter(Boolean);
     const near = (t, list) => list.some((r) => Math.abs(r.t - t) <= 1.5);
     const spikes = [...seconds_].sort((a, b) => b.maxServerMs - a.maxServerMs).slice(0, 8)
