@@ -94,8 +94,8 @@ const RATE_WINDOW: Duration = Duration::from_millis(100);
 /// to 2,000 rows a second, then 1 ms per 1,000 rows a second, at most
 /// [`MAX_TICK_SPACING`].
 fn tick_spacing(rows_per_second: f64) -> Duration {
-    let ms = (rows_per_second / 1000.0).clamp(TICK_SPACING.as_secs_f64() * 1000.0, MAX_TICK_SPACING.as_secs_f64() * 1000.0);
-    Duration::from_secs_f64(ms / 1000.0)
+    // 1 ms per 1,000 rows a second is one microsecond per row a second.
+    Duration::from_secs_f64((rows_per_second / 1e6).clamp(TICK_SPACING.as_secs_f64(), MAX_TICK_SPACING.as_secs_f64()))
 }
 
 unsafe extern "C-unwind" {
@@ -175,9 +175,10 @@ struct Worker {
     paused_since: Option<Instant>,
     last_maintenance: Instant,
     last_tick_at: Instant,
-    /// Rows cut since `rate_since`, and the rate of the last full window.
+    /// Rows cut since `rate_since`, the start of the current rate window.
     rate_rows: usize,
     rate_since: Instant,
+    /// The tick spacing set from the last full window's rate.
     spacing: Duration,
     jobs_in_flight: usize,
     batch_size: usize,
